@@ -1,0 +1,168 @@
+"""The external agent: a negotiator served over HTTPS, speaking signed JSON (agents layer, pure).
+
+The caller sends `request_body(...)` to the agent's URL with the `X-Accord-Signature` header and
+hands the answer back as evidence named `response` (body as text; labels `signature`, `status`).
+This module only builds the request and judges the answer: an unsigned, badly signed, late or
+malformed answer is dropped with its reason, so it lowers nothing but this agent's own say.
+
+Answer format::
+
+    {"utilities": [{"replicas": 3, "placement": "default", "utility": 0.8},
+                   {"replicas": 4, "placement": "default", "veto": "reason"}],
+     "confidence": 0.9, "rationale": "why"}
+
+signed as `X-Accord-Signature: sha256=<hex HMAC-SHA256 of the body with the shared secret>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from accord.agents.base import Agent, Candidate, Proposal, Situation
+from accord.metrics.evidence import EvidenceSet
+from accord.models.agent import AgentType
+from accord.models.settings import ExternalSettings
+
+__all__ = ["SIGNATURE_HEADER", "ExternalAgent", "ExternalSettings", "sign"]
+
+SIGNATURE_HEADER = "X-Accord-Signature"
+
+
+def sign(body: bytes, secret: bytes) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def verify(body: bytes, signature: str | None, secret: bytes) -> bool:
+    return signature is not None and hmac.compare_digest(sign(body, secret), signature.strip())
+
+
+class MalformedAnswerError(ValueError):
+    pass
+
+
+class ExternalAgent(Agent[ExternalSettings]):
+    type = AgentType.EXTERNAL
+
+    def __init__(self, name: str, settings: ExternalSettings, *, secret: bytes = b"") -> None:
+        super().__init__(name, settings)
+        self._secret = secret
+
+    def request_body(self, situation: Situation, candidates: Sequence[Candidate], evidence: EvidenceSet) -> bytes:
+        """The JSON the caller POSTs: the workload, the candidates, the shared evidence."""
+        payload = {
+            "workload": {"kind": situation.kind, "namespace": situation.namespace, "name": situation.name},
+            "labels": dict(situation.labels),
+            "current": {"replicas": situation.current.replicas, "placement": situation.current.placement},
+            "readyReplicas": situation.ready_replicas,
+            "time": situation.now,
+            "candidates": [{"replicas": c.replicas, "placement": c.placement} for c in candidates],
+            "evidence": {
+                name: {
+                    "source": e.source.value,
+                    "value": e.value,
+                    "timestamp": e.timestamp,
+                    "samples": e.samples,
+                }
+                for name, e in sorted(evidence.items())
+                if name != "response"
+            },
+        }
+        return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+
+    def signature(self, body: bytes) -> str:
+        return sign(body, self._secret)
+
+    def propose(self, situation: Situation, candidates: Sequence[Candidate], evidence: EvidenceSet) -> Proposal:
+        response = evidence.get("response")
+        used = [response] if response is not None else []
+        reason: str | None
+        if response is None or response.text is None:
+            status = response.labels.get("status", "no answer") if response is not None else "no answer"
+            reason = f"no usable answer from {self.settings.url}: {status}"
+        elif response.labels.get("status", "ok") != "ok":
+            reason = f"answer from {self.settings.url} not usable: {response.labels.get('status')}"
+        elif not verify(response.text.encode(), response.labels.get("signature"), self._secret):
+            reason = "answer is unsigned or its HMAC-SHA256 signature does not match"
+        else:
+            reason = None
+        if reason is None and response is not None and response.text is not None:
+            try:
+                utilities, vetoes, confidence, rationale = parse_answer(response.text, candidates)
+            except MalformedAnswerError as exc:
+                reason = f"malformed answer: {exc}"
+            else:
+                return self._proposal(
+                    utilities=utilities,
+                    vetoes=vetoes,
+                    confidence=confidence,
+                    rationale=rationale,
+                    evidence=used,
+                    current=situation.current,
+                )
+        return Proposal(
+            agent=self.name,
+            agent_type=self.type,
+            utilities=dict.fromkeys(candidates, 0.0),
+            vetoes={},
+            ideal=None,
+            confidence=0.0,
+            rationale=reason or "dropped",
+            evidence=tuple(used),
+            dropped=reason,
+        )
+
+
+def parse_answer(
+    text: str, candidates: Sequence[Candidate]
+) -> tuple[dict[Candidate, float], dict[Candidate, str], float, str]:
+    try:
+        data: Any = json.loads(text)
+    except ValueError as exc:
+        raise MalformedAnswerError(f"not JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise MalformedAnswerError("the answer must be a JSON object")
+    confidence = data.get("confidence")
+    if not isinstance(confidence, int | float) or isinstance(confidence, bool) or not 0 <= confidence <= 1:
+        raise MalformedAnswerError("confidence must be a number in [0, 1]")
+    rationale = data.get("rationale", "")
+    if not isinstance(rationale, str):
+        raise MalformedAnswerError("rationale must be a string")
+    entries = data.get("utilities")
+    if not isinstance(entries, list):
+        raise MalformedAnswerError("utilities must be a list")
+    wanted = set(candidates)
+    utilities: dict[Candidate, float] = {}
+    vetoes: dict[Candidate, str] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise MalformedAnswerError("each utility must be an object")
+        replicas, placement = entry.get("replicas"), entry.get("placement")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or not isinstance(placement, str):
+            raise MalformedAnswerError("each utility needs integer replicas and a placement string")
+        candidate = Candidate(replicas, placement)
+        if candidate not in wanted:
+            raise MalformedAnswerError(f"{candidate} is not one of the candidates")
+        veto = entry.get("veto")
+        if veto is not None:
+            if not isinstance(veto, str) or not veto:
+                raise MalformedAnswerError("a veto must be a non-empty reason")
+            vetoes[candidate] = veto
+            continue
+        utility = entry.get("utility")
+        if (
+            not isinstance(utility, int | float)
+            or isinstance(utility, bool)
+            or not math.isfinite(utility)
+            or not 0 <= utility <= 1
+        ):
+            raise MalformedAnswerError(f"utility of {candidate} must be a number in [0, 1]")
+        utilities[candidate] = float(utility)
+    missing = wanted - set(utilities) - set(vetoes)
+    if missing:
+        raise MalformedAnswerError(f"{len(missing)} candidate(s) have neither a utility nor a veto")
+    return utilities, vetoes, float(confidence), rationale[:2000]

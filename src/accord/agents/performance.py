@@ -1,0 +1,162 @@
+"""The performance agent: keeps a workload inside its utilisation or latency target (agents layer, pure).
+
+It forecasts demand over the pods' start-up horizon (trend, and daily seasonality when a day of
+history is there), turns that into the replicas needed at the target utilisation, and scores
+each candidate by the utilisation it would run at. Confidence falls with stale, thin or noisy data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from itertools import pairwise
+
+from accord.agents.base import (
+    Agent,
+    Candidate,
+    EvidenceRequest,
+    Prediction,
+    Proposal,
+    QueryKind,
+    Situation,
+    clamp,
+    freshness,
+)
+from accord.agents.forecast import DAY, forecast_peak
+from accord.metrics.evidence import Evidence, EvidenceSet
+from accord.models.agent import AgentType
+from accord.models.settings import PerformanceSettings
+
+__all__ = ["PerformanceAgent", "PerformanceSettings"]
+
+DEFAULT_DEMAND_QUERY = 'sum(rate(http_requests_total{namespace="$namespace", workload="$workload"}[2m]))'
+# How sharply utility falls as utilisation climbs above target: at 20% over target it is about 0.3.
+OVERLOAD_STEEPNESS = 6.0
+MIN_SAMPLES = 10
+
+
+class PerformanceAgent(Agent[PerformanceSettings]):
+    type = AgentType.PERFORMANCE
+
+    def evidence_needed(self) -> tuple[EvidenceRequest, ...]:
+        s = self.settings
+        requests = [
+            EvidenceRequest(
+                name="demand",
+                query=s.demand_query or DEFAULT_DEMAND_QUERY,
+                kind=QueryKind.RANGE,
+                window_seconds=s.history_seconds,
+            )
+        ]
+        if s.seasonality:
+            requests.append(
+                EvidenceRequest(
+                    name="demand_day_ago",
+                    query=s.demand_query or DEFAULT_DEMAND_QUERY,
+                    kind=QueryKind.RANGE,
+                    window_seconds=600,
+                    offset_seconds=DAY,
+                    extend_seconds=self.horizon(30.0) + 600,
+                )
+            )
+        if s.latency_query:
+            requests.append(EvidenceRequest(name="latency", query=s.latency_query))
+        return tuple(requests)
+
+    def horizon(self, interval_seconds: float) -> float:
+        """Capacity asked for now serves from start-up until the next decision has started too."""
+        return self.settings.startup_seconds + interval_seconds
+
+    def needed_replicas(self, situation: Situation, evidence: EvidenceSet) -> tuple[int, str, float] | None:
+        """Replicas needed at target utilisation, the reason and the demand peak; None without data."""
+        s = self.settings
+        demand = evidence.get("demand")
+        if demand is None or not demand.series:
+            return None
+        day_ago = evidence.get("demand_day_ago")
+        horizon = self.horizon(situation.interval_seconds)
+        fc = forecast_peak(
+            demand.series,
+            now=situation.now,
+            horizon_seconds=horizon,
+            day_ago=day_ago.series if day_ago is not None and s.seasonality else (),
+        )
+        if fc is None:
+            return None
+        needed = math.ceil(fc.peak / (s.capacity_per_pod * s.target_utilisation) - 1e-9)
+        why = (
+            f"demand {fc.level:.1f}/s (trend {fc.trend_per_second * 60:+.1f}/s per min"
+            + (f", yesterday's peak {fc.seasonal_peak:.1f}/s" if fc.seasonal_peak is not None else "")
+            + f") forecast to peak at {fc.peak:.1f}/s within {horizon:.0f}s; "
+            f"{needed} pods keep utilisation at or below {s.target_utilisation:.0%}"
+        )
+        latency = evidence.get("latency")
+        target = s.latency_target_seconds
+        observed = latency.value if latency is not None else None
+        if target and observed is not None and observed > target and situation.ready_replicas > 0:
+            by_latency = math.ceil(situation.ready_replicas * observed / target)
+            if by_latency > needed:
+                needed = by_latency
+                why += f"; latency {observed * 1000:.0f}ms is above its {target * 1000:.0f}ms target: {needed} pods"
+
+        return needed, why, fc.peak
+
+    def wishes(self, situation: Situation, evidence: EvidenceSet) -> tuple[int, ...]:
+        found = self.needed_replicas(situation, evidence)
+        return () if found is None else (found[0],)
+
+    def propose(self, situation: Situation, candidates: Sequence[Candidate], evidence: EvidenceSet) -> Proposal:
+        s = self.settings
+        demand = evidence.get("demand")
+        used: list[Evidence] = [e for k, e in evidence.items() if k in {"demand", "demand_day_ago", "latency"}]
+        found = self.needed_replicas(situation, evidence)
+        if found is None or demand is None:
+            return self._proposal(
+                utilities=dict.fromkeys(candidates, 1.0),
+                vetoes={},
+                confidence=0.0,
+                rationale="no demand metrics: cannot tell how many pods are needed",
+                evidence=used,
+                current=situation.current,
+                metrics_missing=True,
+            )
+        needed, why, demand_peak = found
+        utilities = {c: self._utility(c.replicas, needed) for c in candidates}
+        fc_noise = self._noise(demand)
+        confidence = (
+            freshness(demand.age(situation.now), s.stale_after_seconds)
+            * clamp(demand.samples / MIN_SAMPLES)
+            * (0.5 + 0.5 / (1.0 + fc_noise))
+        )
+        return self._proposal(
+            utilities=utilities,
+            vetoes={},
+            confidence=confidence,
+            rationale=why,
+            evidence=used,
+            current=situation.current,
+            prediction=Prediction(
+                quantity="demand_peak",
+                value=demand_peak,
+                horizon_seconds=self.horizon(situation.interval_seconds),
+            ),
+        )
+
+    def _utility(self, replicas: int, needed: int) -> float:
+        """1 at or above the replicas needed; falls steeply with the overload below it."""
+        if needed <= 0 or replicas >= needed:
+            return 1.0
+        if replicas <= 0:
+            return 0.0
+        overload = needed / replicas - 1.0
+        return math.exp(-OVERLOAD_STEEPNESS * overload)
+
+    @staticmethod
+    def _noise(demand: Evidence) -> float:
+        values = [v for _, v in demand.series]
+        if len(values) < 3:
+            return 1.0
+        mean = sum(values) / len(values)
+        diffs = [b - a for a, b in pairwise(values)]
+        spread = math.sqrt(sum(d * d for d in diffs) / len(diffs))
+        return spread / max(mean, 1e-9)

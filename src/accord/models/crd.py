@@ -1,0 +1,205 @@
+"""Generates the CustomResourceDefinitions from the pydantic models (models layer, pure).
+
+Kubernetes wants structural schemas: no `$ref`, every node typed, `nullable` instead of
+`anyOf [X, null]`, and no `additionalProperties: false`. This module turns pydantic's JSON
+Schema into that form so the models stay the single source of truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from accord.models.agent import AgentSpec, AgentStatus
+from accord.models.common import GROUP, VERSION
+from accord.models.negotiation import NegotiationSpec, NegotiationStatus
+from accord.models.policy import NegotiationPolicySpec, NegotiationPolicyStatus
+
+_DROP = {"title", "examples", "discriminator"}
+
+
+@dataclass(frozen=True)
+class CrdDefinition:
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    spec: type[BaseModel]
+    status: type[BaseModel]
+    columns: tuple[dict[str, Any], ...]
+    description: str
+
+
+def _column(name: str, path: str, type_: str = "string", priority: int = 0, description: str = "") -> dict[str, Any]:
+    column: dict[str, Any] = {"name": name, "type": type_, "jsonPath": path}
+    if priority:
+        column["priority"] = priority
+    if description:
+        column["description"] = description
+    return column
+
+
+_AGE = _column("Age", ".metadata.creationTimestamp", "date")
+
+DEFINITIONS: tuple[CrdDefinition, ...] = (
+    CrdDefinition(
+        kind="Agent",
+        plural="agents",
+        singular="agent",
+        short_names=("agt",),
+        spec=AgentSpec,
+        status=AgentStatus,
+        description="A negotiator with its own objective (cost, performance, security, compliance, external).",
+        columns=(
+            _column("Type", ".spec.type"),
+            _column("Weight", ".spec.weight", "number"),
+            _column("Veto", ".spec.veto", "boolean"),
+            _column("Trust", ".status.trust", "number", description="Trust learned from its track record."),
+            _column("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+            _AGE,
+        ),
+    ),
+    CrdDefinition(
+        kind="NegotiationPolicy",
+        plural="negotiationpolicies",
+        singular="negotiationpolicy",
+        short_names=("npol",),
+        spec=NegotiationPolicySpec,
+        status=NegotiationPolicyStatus,
+        description="Which workloads are negotiated, by which agents, with which protocol and rules.",
+        columns=(
+            _column("Protocol", ".spec.protocol"),
+            _column("Mode", ".spec.mode"),
+            _column("Workloads", ".status.workloads", "integer"),
+            _column("Pending", ".status.pendingApprovals", "integer"),
+            _column("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+            _AGE,
+        ),
+    ),
+    CrdDefinition(
+        kind="Negotiation",
+        plural="negotiations",
+        singular="negotiation",
+        short_names=("neg",),
+        spec=NegotiationSpec,
+        status=NegotiationStatus,
+        description="The record of one decision for one workload: proposals, rounds, outcome and phase.",
+        columns=(
+            _column("Workload", ".spec.workload.name"),
+            _column("Phase", ".status.phase"),
+            _column("From", ".spec.current.replicas", "integer"),
+            _column("To", ".spec.outcome.target.replicas", "integer"),
+            _column("Placement", ".spec.outcome.target.placement"),
+            _column("Confidence", ".spec.outcome.confidence", "number"),
+            _column("Reason", ".spec.outcome.reason", priority=1),
+            _column("Protocol", ".spec.protocol", priority=1),
+            _AGE,
+        ),
+    ),
+)
+
+
+def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema rewritten as a Kubernetes structural schema."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    defs: Mapping[str, Any] = raw.pop("$defs", {})
+    schema: dict[str, Any] = _rewrite(raw, defs)
+    return schema
+
+
+def _rewrite(node: Any, defs: Mapping[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_rewrite(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _rewrite(merged, defs)
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        nullable = len(options) < len(node["anyOf"])
+        if len(options) != 1:
+            raise ValueError(f"cannot express a union of {len(options)} types structurally: {node}")
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        merged = {**_rewrite(options[0], defs), **_rewrite(rest, defs)}
+        if nullable:
+            merged["nullable"] = True
+        if merged.get("default", 0) is None:
+            del merged["default"]
+        return merged
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROP:
+            continue
+        if key == "additionalProperties" and isinstance(value, bool):
+            continue  # structural schemas forbid false; true is implied by preserve-unknown-fields
+        if key == "const":
+            out["enum"] = [value]
+            continue
+        if key == "default" and value is None:
+            continue
+        if key == "properties":
+            out[key] = {name: _rewrite(sub, defs) for name, sub in value.items()}
+        else:
+            out[key] = _rewrite(value, defs)
+    if out.get("x-kubernetes-preserve-unknown-fields"):
+        out.setdefault("type", "object")
+    return out
+
+
+def crd_manifest(definition: CrdDefinition) -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "description": definition.description,
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": structural_schema(definition.spec),
+            "status": structural_schema(definition.status),
+        },
+        "required": ["spec"],
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{definition.plural}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": definition.kind,
+                "listKind": f"{definition.kind}List",
+                "plural": definition.plural,
+                "singular": definition.singular,
+                "shortNames": list(definition.short_names),
+                "categories": ["accord"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": list(definition.columns),
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
+
+
+HEADER = "# Generated from the pydantic models in src/accord/models by `accord crds`. Do not edit.\n"
+
+
+def render_crds() -> dict[str, str]:
+    """File name to YAML text for every CRD."""
+    return {
+        f"{GROUP}_{d.plural}.yaml": HEADER + yaml.safe_dump(crd_manifest(d), sort_keys=False, width=100)
+        for d in DEFINITIONS
+    }

@@ -1,0 +1,1 @@
+"""The pure negotiation engine: candidates, protocols, rules, trust (negotiation layer)."""
