@@ -79,12 +79,15 @@ def demand(
     return Evidence.from_series("demand", Source.PROMETHEUS, "sum(rate(http_requests_total[2m]))", series)
 
 
-def daily(values_per_minute: int = 1440 * 2, *, base: float = 500.0, amplitude: float = 300.0,
-          now: float = NOW) -> tuple[tuple[float, float], ...]:
+def daily(
+    values_per_minute: int = 1440 * 2, *, base: float = 500.0, amplitude: float = 300.0, now: float = NOW
+) -> tuple[tuple[float, float], ...]:
     """A two-day sinusoid with a 24h period, one sample a minute, ending at `now`."""
     return tuple(
-        (now - 60.0 * (values_per_minute - 1 - i),
-         base + amplitude * math.sin(2 * math.pi * (now - 60.0 * (values_per_minute - 1 - i)) / 86400.0))
+        (
+            now - 60.0 * (values_per_minute - 1 - i),
+            base + amplitude * math.sin(2 * math.pi * (now - 60.0 * (values_per_minute - 1 - i)) / 86400.0),
+        )
         for i in range(values_per_minute)
     )
 
@@ -93,10 +96,17 @@ def policy(**overrides: Any) -> NegotiationPolicySpec:
     """A policy spec from wire-form (camelCase) overrides on top of four agents."""
     spec: dict[str, Any] = {
         "agents": [{"name": "performance"}, {"name": "cost"}, {"name": "security"}, {"name": "compliance"}],
-        "bounds": {"minReplicas": 1, "maxReplicas": 50, "maxStepUp": 10, "maxStepDown": 5,
-                   "scaleDownStabilizationSeconds": 0},
-        "placements": [{"name": "standard", "pricePerPodHour": 0.10},
-                       {"name": "spot", "pricePerPodHour": 0.03, "capacityType": "spot"}],
+        "bounds": {
+            "minReplicas": 1,
+            "maxReplicas": 50,
+            "maxStepUp": 10,
+            "maxStepDown": 5,
+            "scaleDownStabilizationSeconds": 0,
+        },
+        "placements": [
+            {"name": "standard", "pricePerPodHour": 0.10},
+            {"name": "spot", "pricePerPodHour": 0.03, "capacityType": "spot"},
+        ],
         "rules": {"requireApproval": {"placementChange": False}},
     }
     spec.update(overrides)
@@ -107,10 +117,16 @@ def agent_specs(**overrides: dict[str, Any]) -> dict[str, AgentSpec]:
     base: dict[str, dict[str, Any]] = {
         "performance": {"type": "performance", "weight": 2},
         "cost": {"type": "cost"},
-        "security": {"type": "security", "veto": True,
-                     "security": {"requiredNodeLabels": {"accord.dev/hardened": "true"}}},
-        "compliance": {"type": "compliance", "veto": True,
-                       "compliance": {"allowedRegions": ["eu-west-1"], "minReplicas": 2}},
+        "security": {
+            "type": "security",
+            "veto": True,
+            "security": {"requiredNodeLabels": {"accord.dev/hardened": "true"}},
+        },
+        "compliance": {
+            "type": "compliance",
+            "veto": True,
+            "compliance": {"allowedRegions": ["eu-west-1"], "minReplicas": 2},
+        },
     }
     base.update(overrides)
     return {name: AgentSpec.model_validate(spec) for name, spec in base.items()}

@@ -1,0 +1,244 @@
+"""The engine end to end with the real built-in agents: what a user would read in a decision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from accord.agents.base import Candidate
+from accord.metrics.evidence import Evidence, Source
+from accord.models.negotiation import NegotiationSpec, Verdict, WorkloadRef
+from accord.models.policy import Protocol
+from accord.negotiation.engine import Outcome, Seat, negotiate
+from accord.negotiation.record import build_record
+from accord.negotiation.rules import History
+from accord.negotiation.table import seat_agents
+from tests.factories import NOW, agent_specs, demand, policy, situation
+from tests.negotiation.conftest import ScriptedAgent, seated
+
+
+def run(
+    *,
+    spec: Any = None,
+    specs: Any = None,
+    sit: Any = None,
+    ev: dict[str, Any] | None = None,
+    trust: dict[str, float] | None = None,
+    **kw: Any,
+) -> Outcome:
+    spec = spec or policy()
+    table = seat_agents(spec, specs or agent_specs(), trust=trust)
+    evidence = ev if ev is not None else {"performance": {"demand": demand(level=900, slope=10)}}
+    return negotiate(policy=spec, situation=sit or situation(replicas=4), agents=table.seated, evidence=evidence, **kw)
+
+
+def test_rising_demand_is_met_by_a_scale_up_all_four_agents_agree_to() -> None:
+    outcome = run()
+    assert outcome.verdict is Verdict.APPLY
+    # not sensitive, so security lets it go to the cheaper spot pool (placement changes need no approval here)
+    assert outcome.target.placement == "spot"
+    # 900/s rising 10/s a minute: ~13-14 pods at 70% of 100/s each; cost pulls it to the lower end
+    assert 12 <= outcome.target.replicas <= 14
+    assert [p.agent for p in outcome.proposals] == ["performance", "cost", "security", "compliance"]
+    assert all(0 <= p.confidence <= 1 and p.rationale for p in outcome.proposals)
+
+
+def test_the_record_tells_the_whole_story() -> None:
+    outcome = run()
+    record = build_record(
+        outcome,
+        workload=WorkloadRef(kind="Deployment", namespace="shop", name="web"),
+        policy="shop/default",
+        mode="enforce",
+        now=NOW,
+    )
+    again = NegotiationSpec.model_validate(record.to_wire())
+    assert again == record
+    perf = next(p for p in record.proposals if p.agent == "performance")
+    assert perf.ideal is not None and perf.ideal.replicas >= record.outcome.target.replicas
+    assert perf.evidence[0].source == "prometheus" and perf.evidence[0].samples == 30
+    assert "forecast to peak" in perf.rationale
+    cost = next(p for p in record.proposals if p.agent == "cost")
+    assert cost.ideal == record.proposals[1].ideal and cost.ideal is not None and cost.ideal.replicas == 1
+    assert record.outcome.verdict is Verdict.APPLY
+    assert {c.agent for c in record.concessions} == {"performance", "cost", "security", "compliance"}
+    assert record.candidates == len(outcome.candidates)
+
+
+def test_a_sensitive_workload_is_kept_off_spot_and_unhardened_pools() -> None:
+    specs = agent_specs(cost={"type": "cost", "weight": 50})
+    outcome = run(specs=specs, sit=situation(labels={"accord.dev/sensitivity": "high"}))
+    assert outcome.target.placement == "standard"
+    security = next(p for p in outcome.proposals if p.agent == "security")
+    assert all(c.placement == "spot" for c in security.vetoes)
+    # The same workload without the label moves to the cheaper pool.
+    assert run(specs=specs).target.placement == "spot"
+
+
+def test_every_candidate_vetoed_is_an_impasse() -> None:
+    specs = agent_specs(
+        compliance={"type": "compliance", "veto": True, "compliance": {"allowedRegions": ["us-east-1"]}}
+    )
+    outcome = run(specs=specs)
+    assert outcome.verdict is Verdict.IMPASSE
+    assert outcome.target == outcome.current
+    assert "a person must resolve" in outcome.reason
+
+
+def test_a_veto_from_an_agent_without_veto_right_only_scores_zero() -> None:
+    specs = agent_specs(
+        compliance={"type": "compliance", "veto": False, "compliance": {"allowedRegions": ["us-east-1"]}}
+    )
+    outcome = run(specs=specs)
+    assert outcome.verdict is Verdict.APPLY
+    assert outcome.feasible
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected_verdict", "expected_replicas"),
+    [
+        ({"action": "hold"}, Verdict.NO_CHANGE, 4),
+        ({"action": "fallback", "fallbackReplicas": 7}, Verdict.APPLY, 7),
+        ({"action": "currentIfHigher", "fallbackReplicas": 2}, Verdict.NO_CHANGE, 4),
+    ],
+)
+def test_missing_metrics_follow_the_policy_rule(
+    rule: dict[str, Any], expected_verdict: Verdict, expected_replicas: int
+) -> None:
+    spec = policy(rules={"missingMetrics": rule, "requireApproval": {"placementChange": False}})
+    outcome = run(spec=spec, ev={})
+    assert outcome.verdict is expected_verdict
+    assert outcome.target.replicas == expected_replicas
+    assert any(g.rule == "missingMetrics" for g in outcome.gates)
+
+
+def test_stale_metrics_hold_below_the_confidence_threshold() -> None:
+    spec = policy(rules={"minConfidence": 0.9, "requireApproval": {"placementChange": False}})
+    stale = {"performance": {"demand": demand(level=900, slope=10, age=170)}}
+    outcome = run(spec=spec, ev=stale)
+    assert outcome.verdict is Verdict.HOLD
+    assert outcome.target == outcome.current
+    assert outcome.agreed is not None and outcome.agreed.replicas > 4
+    assert [g.rule for g in outcome.gates] == ["minConfidence"]
+
+
+def test_a_large_step_waits_for_approval() -> None:
+    spec = policy(rules={"requireApproval": {"stepReplicasAbove": 3, "placementChange": False}})
+    outcome = run(spec=spec)
+    assert outcome.verdict is Verdict.PENDING_APPROVAL
+    assert outcome.target.replicas > 7
+    assert not outcome.enforceable
+
+
+def test_a_dropped_external_answer_lowers_only_its_own_say() -> None:
+    specs = agent_specs(
+        oracle={"type": "external", "external": {"url": "https://oracle.example", "secretRef": {"name": "oracle"}}}
+    )
+    spec = policy(agents=[{"name": n} for n in ("performance", "cost", "security", "compliance", "oracle")])
+    ev = {
+        "performance": {"demand": demand(level=900, slope=10)},
+        "oracle": {
+            "response": Evidence(
+                name="response",
+                source=Source.EXTERNAL,
+                text='{"confidence": 1}',
+                labels={"status": "ok", "signature": "sha256=bogus"},
+            )
+        },
+    }
+    outcome = run(spec=spec, specs=specs, ev=ev)
+    baseline = run()
+    oracle = next(p for p in outcome.proposals if p.agent == "oracle")
+    assert oracle.dropped is not None and "signature" in oracle.dropped
+    assert (outcome.verdict, outcome.target) == (baseline.verdict, baseline.target)
+    assert outcome.confidence == baseline.confidence
+
+
+def test_trust_scales_an_agents_say() -> None:
+    up = ScriptedAgent("up", lambda c: c.replicas / 20)
+    down = ScriptedAgent("down", lambda c: 1 - c.replicas / 20)
+    spec = policy(
+        agents=[{"name": "up"}, {"name": "down"}],
+        protocol="weighted",
+        bounds={
+            "minReplicas": 1,
+            "maxReplicas": 20,
+            "maxStepUp": 20,
+            "maxStepDown": 20,
+            "scaleDownStabilizationSeconds": 0,
+        },
+    )
+    agents = seated(up, down, weights=[1.0, 1.0])
+    trusted_up = negotiate(policy=spec, situation=situation(replicas=10), agents=agents, evidence={})
+    distrusted = [(Seat("up", trust=0.2), up), (Seat("down"), down)]
+    distrusted_up = negotiate(policy=spec, situation=situation(replicas=10), agents=distrusted, evidence={})
+    assert distrusted_up.target.replicas < trusted_up.target.replicas
+
+
+def test_the_concession_protocol_records_its_rounds() -> None:
+    up = ScriptedAgent("up", lambda c: c.replicas / 20)
+    down = ScriptedAgent("down", lambda c: 1 - c.replicas / 20)
+    spec = policy(
+        agents=[{"name": "up"}, {"name": "down"}],
+        protocol="concession",
+        placements=[],
+        bounds={
+            "minReplicas": 1,
+            "maxReplicas": 20,
+            "maxStepUp": 20,
+            "maxStepDown": 20,
+            "scaleDownStabilizationSeconds": 0,
+        },
+    )
+    outcome = negotiate(policy=spec, situation=situation(replicas=10), agents=seated(up, down), evidence={})
+    assert len(outcome.rounds) > 3
+    first = outcome.rounds[0]
+    assert {o.agent: o.candidate.replicas for o in first.offers} == {"up": 20, "down": 1}
+    assert all(r.conceded for r in outcome.rounds[:-1])
+    # equal weights, symmetric utilities: they meet in the middle
+    assert 9 <= outcome.target.replicas <= 12
+
+
+def test_lexicographic_puts_the_first_tier_first() -> None:
+    up = ScriptedAgent("up", lambda c: c.replicas / 20)
+    down = ScriptedAgent("down", lambda c: 1 - c.replicas / 20)
+    bounds = {
+        "minReplicas": 1,
+        "maxReplicas": 20,
+        "maxStepUp": 20,
+        "maxStepDown": 20,
+        "scaleDownStabilizationSeconds": 0,
+    }
+    spec = policy(
+        agents=[{"name": "up", "tier": 0}, {"name": "down", "tier": 1}],
+        protocol="lexicographic",
+        lexicographicTolerance=0.1,
+        placements=[],
+        bounds=bounds,
+    )
+    outcome = negotiate(
+        policy=spec, situation=situation(replicas=10), agents=seated(up, down, weights=[1, 100]), evidence={}
+    )
+    assert outcome.protocol is Protocol.LEXICOGRAPHIC
+    # tier 0 keeps 18..20 (within 0.1 of its best); tier 1 then picks the lowest of those
+    assert outcome.target == Candidate(18, "standard")
+
+
+def test_stabilization_caps_a_scale_down() -> None:
+    spec = policy(
+        bounds={
+            "minReplicas": 1,
+            "maxReplicas": 50,
+            "maxStepUp": 10,
+            "maxStepDown": 10,
+            "scaleDownStabilizationSeconds": 300,
+        }
+    )
+    history = History(recommendations=((NOW - 60, 9),))
+    outcome = run(
+        spec=spec, sit=situation(replicas=10), ev={"performance": {"demand": demand(level=200)}}, history=history
+    )
+    assert outcome.agreed is not None and outcome.agreed.replicas < 9
+    assert outcome.target.replicas == 9
+    assert any(g.rule == "stabilization" for g in outcome.gates)
