@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from accord.models.agent import Agent
+from accord.models.common import GROUP, VERSION
 from accord.models.crd import render_crds
 from accord.models.errors import describe_validation_error
 from accord.models.negotiation import Negotiation
 from accord.models.policy import NegotiationPolicy
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 KINDS = {"Agent": Agent, "NegotiationPolicy": NegotiationPolicy, "Negotiation": Negotiation}
 
 
@@ -54,6 +59,70 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from accord.operator import handlers  # noqa: F401 - importing registers the handlers with kopf
+    from accord.operator.state import OperatorConfig
+
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format=LOG_FORMAT)
+    namespaces = tuple(args.namespace or ())
+    config = OperatorConfig(
+        prometheus_url=args.prometheus_url,
+        namespaces=namespaces,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
+        webhook=args.webhook,
+        webhook_host=args.webhook_host,
+        webhook_port=args.webhook_port,
+        webhook_certfile=args.webhook_cert,
+        webhook_keyfile=args.webhook_key,
+        webhook_url_host=args.webhook_url_host,
+        concurrency=args.concurrency,
+        kubeconfig=args.kubeconfig,
+    )
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=not args.peering,
+        priority=args.priority,
+        memo=kopf.Memo(config=config),
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+def _negotiation(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    from kubernetes import client, config
+
+    config.load_kube_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
+    api = client.CustomObjectsApi()
+    body: dict[str, Any] = api.get_namespaced_custom_object(  # type: ignore[assignment]
+        GROUP, VERSION, args.namespace, "negotiations", args.name
+    )
+    return api, body
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from accord.explain import explain
+
+    _, body = _negotiation(args)
+    print(explain(body))
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    api, body = _negotiation(args)
+    phase = (body.get("status") or {}).get("phase")
+    if phase != "PendingApproval":
+        print(f"negotiation {args.name} is {phase}, not PendingApproval", file=sys.stderr)
+        return 1
+    patch = {"metadata": {"annotations": {"accord.dev/approval": args.decision}}}
+    api.patch_namespaced_custom_object(GROUP, VERSION, args.namespace, "negotiations", args.name, patch)
+    print(f"negotiation {args.name} {args.decision}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="accord", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +133,45 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="validate Agent, NegotiationPolicy and Negotiation manifests")
     validate.add_argument("files", nargs="+")
     validate.set_defaults(func=cmd_validate)
+    run = sub.add_parser("run", help="run the operator")
+    run.add_argument("--namespace", "-n", action="append", help="watch only this namespace (repeatable)")
+    run.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("ACCORD_PROMETHEUS_URL"),
+        help="Prometheus base URL (env ACCORD_PROMETHEUS_URL)",
+    )
+    run.add_argument("--kubeconfig", default=None, help="kubeconfig to use outside a cluster")
+    run.add_argument("--metrics-host", default="0.0.0.0")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("ACCORD_METRICS_PORT", "8080")),
+        help="port of /metrics, /healthz and /readyz",
+    )
+    run.add_argument("--webhook", action="store_true", help="serve the approval admission webhook")
+    run.add_argument("--webhook-host", default="127.0.0.1", help="address the webhook listens on")
+    run.add_argument("--webhook-port", type=int, default=9443)
+    run.add_argument("--webhook-url-host", default=None, help="host the API server calls (defaults to --webhook-host)")
+    run.add_argument("--webhook-cert", default=None, help="serving certificate (PEM); self-signed if unset")
+    run.add_argument("--webhook-key", default=None, help="key of the serving certificate (PEM)")
+    run.add_argument("--concurrency", type=int, default=16, help="workloads negotiated at once")
+    run.add_argument("--peering", action="store_true", help="coordinate replicas through kopf peering")
+    run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    run.add_argument("--liveness", default=None, help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    run.add_argument("--log-level", default=os.environ.get("ACCORD_LOG_LEVEL", "info"))
+    run.set_defaults(func=cmd_run)
+    for command, helptext in (("explain", "print a readable account of one decision"),):
+        explain = sub.add_parser(command, help=helptext)
+        explain.add_argument("name")
+        explain.add_argument("--namespace", "-n", default="default")
+        explain.add_argument("--kubeconfig", default=None)
+        explain.set_defaults(func=cmd_explain)
+    for decision, verb in (("approved", "approve"), ("rejected", "reject")):
+        decide = sub.add_parser(verb, help=f"{verb} a pending decision (sets accord.dev/approval={decision})")
+        decide.add_argument("name")
+        decide.add_argument("--namespace", "-n", default="default")
+        decide.add_argument("--kubeconfig", default=None)
+        decide.set_defaults(func=cmd_decide, decision=decision)
     return parser
 
 

@@ -204,6 +204,10 @@ class NegotiationPolicySpec(Model):
     bounds: Bounds = Field(default_factory=Bounds, description="Replica bounds, step limits, stabilization.")
     placements: list[Placement] = Field(default_factory=list, description="Pools the workloads may be placed on.")
     rules: Rules = Field(default_factory=Rules, description="Confidence, approval, freeze, budget, missing metrics.")
+    coordinate_autoscalers: bool = Field(
+        default=False,
+        description="When an HPA manages a workload's replicas, set its minReplicas instead of reporting a conflict.",
+    )
     mode: Mode = Field(default=Mode.ENFORCE, description="enforce, or audit: negotiate and record, never patch.")
     interval_seconds: int = Field(default=30, ge=5, le=86400, description="How often each workload is renegotiated.")
     approval: Approval = Field(default_factory=Approval, description="Expiry and approvers of pending decisions.")

@@ -1,0 +1,150 @@
+"""Gathers each agent's evidence before the pure code runs (operator layer: the I/O side of agents).
+
+Agents declare `EvidenceRequest`s; this module renders and runs them against Prometheus, and
+calls external agents over HTTPS with a signed body. Nothing raised here stops a round: a
+failing source becomes absent evidence with its reason, and the agent's confidence (or the
+policy's missing-metrics rule) takes it from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+
+from accord.agents.base import Agent, Candidate, QueryKind, Situation
+from accord.agents.external import SIGNATURE_HEADER, ExternalAgent
+from accord.metrics.evidence import Evidence, EvidenceSet, Source
+from accord.metrics.prometheus import InstantQuery, MetricsUnavailable, PrometheusSource, RangeQuery
+from accord.models.common import Model
+from accord.models.policy import NegotiationPolicySpec
+from accord.negotiation.candidates import generate
+from accord.negotiation.engine import Seat
+from accord.operator.kube import Kube
+
+log = logging.getLogger(__name__)
+
+
+def _variables(situation: Situation) -> dict[str, str]:
+    return {"namespace": situation.namespace, "workload": situation.name, "kind": situation.kind}
+
+
+async def prometheus_evidence(
+    agent: Agent[Model], situation: Situation, source: PrometheusSource | None
+) -> tuple[dict[str, Evidence], str | None]:
+    """The agent's Prometheus evidence, and a problem description if Prometheus failed."""
+    found: dict[str, Evidence] = {}
+    problem: str | None = None
+    variables = _variables(situation)
+    for request in agent.evidence_needed():
+        if source is None:
+            found[request.name] = Evidence.absent(request.name, Source.PROMETHEUS, request.query, "no Prometheus URL")
+            problem = "no Prometheus URL is configured"
+            continue
+        try:
+            if request.kind is QueryKind.RANGE:
+                query = RangeQuery(
+                    request.name,
+                    request.query,
+                    request.window_seconds,
+                    request.offset_seconds,
+                    request.extend_seconds,
+                )
+                found[request.name] = await asyncio.to_thread(
+                    query.fetch, source, now=situation.now, variables=variables
+                )
+            else:
+                by_label = "pool" if request.name == "price" else None
+                instant = InstantQuery(request.name, request.query, by_label=by_label)
+                for e in await asyncio.to_thread(instant.fetch, source, now=situation.now, variables=variables):
+                    found[e.name] = e
+        except MetricsUnavailable as exc:
+            found[request.name] = Evidence.absent(request.name, Source.PROMETHEUS, request.query, str(exc))
+            problem = str(exc)
+    return found, problem
+
+
+async def external_evidence(
+    agent: ExternalAgent,
+    situation: Situation,
+    candidates: Sequence[Candidate],
+    shared: EvidenceSet,
+    session: aiohttp.ClientSession,
+    ssl: Any = None,
+) -> Evidence:
+    body = agent.request_body(situation, candidates, shared)
+    url = str(agent.settings.url)
+    started = time.monotonic()
+    try:
+        async with session.post(
+            url,
+            data=body,
+            headers={"Content-Type": "application/json", SIGNATURE_HEADER: agent.signature(body)},
+            timeout=aiohttp.ClientTimeout(total=agent.settings.timeout_seconds),
+            ssl=ssl,
+        ) as response:
+            text = await response.text()
+            status = "ok" if response.status == 200 else f"HTTP {response.status}"
+            signature = response.headers.get(SIGNATURE_HEADER, "")
+    except TimeoutError:
+        text, status, signature = "", f"no answer within {agent.settings.timeout_seconds}s", ""
+    except aiohttp.ClientError as exc:
+        text, status, signature = "", f"request failed: {exc}", ""
+    elapsed = time.monotonic() - started
+    return Evidence(
+        name="response",
+        source=Source.EXTERNAL,
+        query=url,
+        text=text or None,
+        timestamp=situation.now,
+        samples=1 if text else 0,
+        labels={"status": status, "signature": signature, "elapsed": f"{elapsed:.3f}"},
+    )
+
+
+async def read_secret(kube: Kube, namespace: str, name: str, key: str) -> bytes:
+    secret = await kube.call("get secrets", kube.core.read_namespaced_secret, name, namespace)
+    data = (secret.data or {}).get(key)
+    if data is None:
+        raise KeyError(f"Secret {namespace}/{name} has no key {key!r}")
+    return base64.b64decode(data)
+
+
+async def gather(
+    *,
+    seated: Sequence[tuple[Seat, Agent[Model]]],
+    situation: Situation,
+    policy: NegotiationPolicySpec,
+    prometheus: PrometheusSource | None,
+    session: aiohttp.ClientSession | None,
+) -> tuple[dict[str, EvidenceSet], list[str]]:
+    """Evidence per agent name, and the problems met (for the policy's MetricsMissing condition)."""
+    evidence: dict[str, EvidenceSet] = {}
+    problems: list[str] = []
+    local = [(s, a) for s, a in seated if not isinstance(a, ExternalAgent)]
+    results = await asyncio.gather(*(prometheus_evidence(a, situation, prometheus) for _, a in local))
+    for (seat, _), (found, problem) in zip(local, results, strict=True):
+        evidence[seat.name] = found
+        if problem:
+            problems.append(f"{seat.name}: {problem}")
+    externals = [(s, a) for s, a in seated if isinstance(a, ExternalAgent)]
+    if externals:
+        wishes = [w for s, a in local for w in a.wishes(situation, evidence.get(s.name, {}))]
+        candidates = generate(
+            bounds=policy.bounds,
+            current=situation.current,
+            placements=[p.name for p in policy.placements],
+            wishes=wishes,
+        )
+        shared = {k: v for ev in evidence.values() for k, v in ev.items()}
+        for seat, agent in externals:
+            if session is None:
+                evidence[seat.name] = {"response": Evidence.absent("response", Source.EXTERNAL, reason="no session")}
+                continue
+            evidence[seat.name] = {"response": await external_evidence(agent, situation, candidates, shared, session)}
+    return evidence, problems

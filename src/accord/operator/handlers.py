@@ -1,0 +1,287 @@
+"""kopf registrations: what the operator watches and how it reacts (operator layer).
+
+Handler kinds are chosen so that Accord writes nothing of kopf's onto objects it does not own:
+workloads, Nodes and HPAs are observed with `on.event` (no progress annotations, no finalizers),
+and so are Agents and Negotiations, whose state lives in their status. Only NegotiationPolicies,
+Accord's own resource, carry a kopf daemon (and with it kopf's finalizer), one per policy, which
+runs that policy's rounds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from accord.models.agent import AgentSpec
+from accord.models.common import GROUP, VERSION
+from accord.models.errors import describe_validation_error
+from accord.negotiation.trust import TrustState
+from accord.operator import approvals, observability
+from accord.operator.kube import Kube
+from accord.operator.loop import Negotiator
+from accord.operator.recorder import condition, merge_conditions
+from accord.operator.state import AgentEntry, OperatorConfig, State
+from accord.operator.workloads import workload_view
+
+log = logging.getLogger(__name__)
+
+CONFIG_ENV = "ACCORD_CONFIG_JSON"
+
+
+def _negotiator(memo: Any) -> Negotiator:
+    negotiator: Negotiator = memo["negotiator"]
+    return negotiator
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    config: OperatorConfig = memo.get("config") or OperatorConfig()
+    state = State(config=config)
+    kube = Kube.connect(config.kubeconfig)
+    health = observability.Health()
+    memo["state"] = state
+    memo["negotiator"] = Negotiator(kube, state, health)
+    memo["metrics_runner"] = await observability.serve(health, config.metrics_host, config.metrics_port)
+    settings.posting.level = logging.WARNING
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.watching.server_timeout = 300
+    settings.peering.name = "accord"
+    settings.peering.mandatory = False
+    if config.webhook:
+        certfile, keyfile = config.webhook_certfile, config.webhook_keyfile
+        if certfile is None or keyfile is None:
+            certfile, keyfile = _self_signed(config.webhook_url_host or config.webhook_host)
+        settings.admission.server = kopf.WebhookServer(
+            addr=config.webhook_host,
+            port=config.webhook_port,
+            host=config.webhook_url_host or config.webhook_host,
+            certfile=certfile,
+            pkeyfile=keyfile,
+            cafile=config.webhook_cafile or certfile,
+        )
+        settings.admission.managed = GROUP
+    log.info(
+        "accord operator starting: prometheus=%s namespaces=%s webhook=%s",
+        config.prometheus_url,
+        config.namespaces or "all",
+        config.webhook,
+    )
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: Any, **_: Any) -> None:
+    negotiator = memo.get("negotiator")
+    if negotiator is not None and negotiator.session is not None:
+        await negotiator.session.close()
+    runner = memo.get("metrics_runner")
+    if runner is not None:
+        await runner.cleanup()
+
+
+def _self_signed(host: str) -> tuple[str, str]:
+    """A throw-away serving certificate for the webhook when none is mounted (local runs)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = [x509.DNSName("localhost")]
+    try:
+        names.append(x509.IPAddress(ipaddress.ip_address(host)))
+    except ValueError:
+        names.append(x509.DNSName(host))
+    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tempfile.mkdtemp(prefix="accord-webhook-")
+    certfile, keyfile = os.path.join(folder, "tls.crt"), os.path.join(folder, "tls.key")
+    with open(certfile, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(keyfile, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    return certfile, keyfile
+
+
+# -- observed objects: no state is written onto them ----------------------------------------------------
+def _workload_event(kind: str, event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo) -> None:
+    state: State = memo["state"]
+    view = workload_view(kind, body)
+    key = view.key
+    if event.get("type") == "DELETED":
+        state.workloads.pop(key, None)
+        state.histories.pop(key, None)
+        return
+    before = state.workloads.get(key)
+    state.workloads[key] = view
+    if before is not None and (
+        before.replicas,
+        dict(before.node_selector),
+        before.generation,
+        dict(before.labels),
+        before.paused,
+    ) != (view.replicas, dict(view.node_selector), view.generation, dict(view.labels), view.paused):
+        state.wake()  # a marked change of the workload itself: renegotiate promptly
+
+
+@kopf.on.event("apps", "v1", "deployments")
+def deployment_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    _workload_event("Deployment", event, body, memo)
+
+
+@kopf.on.event("apps", "v1", "statefulsets")
+def statefulset_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    _workload_event("StatefulSet", event, body, memo)
+
+
+@kopf.on.event("", "v1", "nodes")
+def node_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    state: State = memo["state"]
+    name = body.get("metadata", {}).get("name", "")
+    if event.get("type") == "DELETED":
+        state.nodes.pop(name, None)
+    else:
+        state.nodes[name] = dict(body.get("metadata", {}).get("labels") or {})
+
+
+@kopf.on.event("autoscaling", "v1", "horizontalpodautoscalers")
+def hpa_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    state: State = memo["state"]
+    spec = body.get("spec") or {}
+    target = spec.get("scaleTargetRef") or {}
+    key = f"{target.get('kind')}/{body.get('metadata', {}).get('namespace')}/{target.get('name')}"
+    if event.get("type") == "DELETED":
+        state.hpas.pop(key, None)
+    else:
+        state.hpas[key] = (body["metadata"]["name"], spec.get("minReplicas"), int(spec.get("maxReplicas") or 1))
+
+
+@kopf.on.event(GROUP, VERSION, "agents")
+async def agent_event(
+    event: kopf.RawEvent, body: kopf.Body, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
+) -> None:
+    state: State = memo["state"]
+    negotiator = _negotiator(memo)
+    meta = body.get("metadata", {})
+    key = f"{meta.get('namespace')}/{meta.get('name')}"
+    if event.get("type") == "DELETED":
+        state.agents.pop(key, None)
+        state.wake()
+        return
+    generation = int(meta.get("generation") or 0)
+    status = body.get("status") or {}
+    try:
+        spec, error = AgentSpec.model_validate(body.get("spec") or {}), None
+    except ValidationError as exc:
+        spec, error = None, describe_validation_error(exc)
+    state.agents[key] = AgentEntry(
+        meta.get("namespace", ""), meta.get("name", ""), spec, error, generation, status.get("observedGeneration")
+    )
+    if key not in state.trust and "trust" in status:
+        state.trust[key] = TrustState(
+            float(status["trust"]), int(status.get("trustSamples") or 0), status.get("meanError")
+        )
+        observability.TRUST.labels(namespace=meta.get("namespace"), agent=meta.get("name")).set(status["trust"])
+    if status.get("observedGeneration") == generation:
+        return
+    conditions = merge_conditions(
+        status.get("conditions") or [],
+        [
+            condition(
+                "Ready",
+                spec is not None,
+                "Valid" if spec else "InvalidSpec",
+                "the agent takes part in negotiations" if spec else (error or ""),
+                generation,
+            ),
+            condition(
+                "Invalid",
+                spec is None,
+                "InvalidSpec" if spec is None else "Valid",
+                error or "the spec is valid",
+                generation,
+            ),
+        ],
+    )
+    await negotiator.kube.patch_status(
+        "agents", meta["namespace"], meta["name"], {"conditions": conditions, "observedGeneration": generation}
+    )
+    if error:
+        logger.warning("invalid Agent %s: %s", key, error)
+        await negotiator.recorder.event(involved=dict(body), reason="InvalidSpec", message=error, type_="Warning")
+    state.wake()
+
+
+@kopf.on.event(GROUP, VERSION, "negotiationpolicies")
+def policy_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    state: State = memo["state"]
+    meta = body.get("metadata", {})
+    key = f"{meta.get('namespace')}/{meta.get('name')}"
+    if event.get("type") == "DELETED":
+        state.policy_bodies.pop(key, None)
+        return
+    before = state.policy_bodies.get(key)
+    state.policy_bodies[key] = dict(body)
+    if before is None or before.get("spec") != body.get("spec"):
+        state.wake(key)
+
+
+@kopf.daemon(GROUP, VERSION, "negotiationpolicies", cancellation_timeout=5.0)
+async def policy_daemon(
+    name: str, namespace: str | None, body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **_: Any
+) -> None:
+    state: State = memo["state"]
+    state.policy_bodies.setdefault(f"{namespace}/{name}", dict(body))
+    await _negotiator(memo).run_policy(namespace or "", name, stopped)
+
+
+@kopf.on.event(GROUP, VERSION, "negotiations")
+async def negotiation_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    state: State = memo["state"]
+    approvals.track(state, body, deleted=event.get("type") == "DELETED")
+    if event.get("type") != "DELETED":
+        await approvals.act_on_approval(_negotiator(memo), body, webhook=state.config.webhook)
+
+
+# -- admission: who may approve ---------------------------------------------------------------------------
+@kopf.on.mutate(GROUP, VERSION, "negotiations", operations=["UPDATE"], id="stamp-approver")
+def stamp_approver(
+    body: kopf.Body, userinfo: kopf.UserInfo, patch: kopf.Patch, old: kopf.Body | None = None, **_: Any
+) -> None:
+    for key, value in approvals.stamp(body, old, userinfo).items():
+        patch.setdefault("metadata", {}).setdefault("annotations", {})[key] = value
+
+
+@kopf.on.validate(GROUP, VERSION, "negotiations", operations=["UPDATE"], id="check-approver")
+def validate_approver(
+    body: kopf.Body, userinfo: kopf.UserInfo, memo: Any, old: kopf.Body | None = None, **_: Any
+) -> None:
+    try:
+        approvals.check_approver(state=memo["state"], body=body, old=old, userinfo=userinfo)
+    except approvals.ApprovalRefused as exc:
+        raise kopf.AdmissionError(str(exc), code=exc.code) from exc

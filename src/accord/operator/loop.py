@@ -1,0 +1,524 @@
+"""Continuous negotiation: one round per policy interval, or sooner when something changes
+(operator layer).
+
+A round parses the policy (an invalid one gets an Invalid condition and an Event, and the
+round ends there: other policies are untouched), seats its agents, and negotiates every selected
+workload concurrently, each guarded by a timeout: one slow or failing workload is logged and
+skipped, never blocking the others. Each outcome is recorded and, when it may be, applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from accord.agents.base import Candidate, Situation
+from accord.metrics.evidence import EvidenceSet
+from accord.metrics.prometheus import PrometheusSource
+from accord.models.agent import AgentSpec
+from accord.models.errors import describe_validation_error
+from accord.models.negotiation import NegotiationSpec, Phase, Verdict, WorkloadRef
+from accord.models.policy import Mode, NegotiationPolicySpec
+from accord.negotiation.engine import Outcome, negotiate
+from accord.negotiation.record import build_record
+from accord.negotiation.rules import History
+from accord.negotiation.table import Table, seat_agents
+from accord.negotiation.trust import TrustState, update_trust
+from accord.operator import observability
+from accord.operator.errors import AutoscalerConflict, StaleDecision
+from accord.operator.executor import Executor
+from accord.operator.gather import gather, read_secret
+from accord.operator.kube import Kube
+from accord.operator.recorder import (
+    Recorder,
+    condition,
+    expired,
+    merge_conditions,
+    negotiation_ref,
+    now_iso,
+    signature,
+    workload_ref,
+)
+from accord.operator.state import PendingCheck, State
+from accord.operator.workloads import WorkloadView, current_placement, pools, selects
+
+log = logging.getLogger(__name__)
+
+VERDICT_PHASE = {Verdict.HOLD: Phase.HELD, Verdict.IMPASSE: Phase.IMPASSE}
+
+
+@dataclass
+class RoundReport:
+    workloads: int = 0
+    negotiated: int = 0
+    failed: int = 0
+    metrics_problems: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+
+class Negotiator:
+    def __init__(self, kube: Kube, state: State, health: observability.Health) -> None:
+        self.kube = kube
+        self.state = state
+        self.health = health
+        self.recorder = Recorder(kube, state)
+        self.executor = Executor(kube)
+        url = state.config.prometheus_url
+        self.prometheus = PrometheusSource(url, timeout=state.config.prometheus_timeout) if url else None
+        self.session: aiohttp.ClientSession | None = None
+        self.persisted: dict[str, TrustState] = {}
+        self.reported: dict[str, str] = {}  # policy key -> last invalid message, to post one Event per change
+
+    # -- the daemon ------------------------------------------------------------------------------
+    async def run_policy(self, namespace: str, name: str, stopped: Any) -> None:
+        key = f"{namespace}/{name}"
+        wake = self.state.wakeups.setdefault(key, asyncio.Event())
+        if self.session is None:
+            self.session = aiohttp.ClientSession()
+        while not stopped:
+            started = time.monotonic()
+            body = self.state.policy_bodies.get(key)
+            interval = 30.0
+            if body is not None:
+                try:
+                    interval = await self.round(namespace, name, body)
+                except Exception:
+                    log.exception("round of policy %s failed; retrying next interval", key)
+            self.health.beat()
+            deadline = started + interval
+            while not stopped and time.monotonic() < deadline and not wake.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=min(1.0, max(0.01, deadline - time.monotonic())))
+            wake.clear()
+
+    # -- one round ---------------------------------------------------------------------------------
+    async def round(self, namespace: str, name: str, body: Mapping[str, Any]) -> float:
+        key = f"{namespace}/{name}"
+        generation = int((body.get("metadata") or {}).get("generation") or 0)
+        observability.ROUNDS.labels(policy=key).inc()
+        try:
+            spec = NegotiationPolicySpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            await self.invalid(namespace, name, body, "InvalidSpec", describe_validation_error(exc), generation)
+            return 30.0
+        agents, broken = self.agents_in(namespace)
+        problems = [f"Agent {n} is invalid: {broken[n]}" for n in (p.name for p in spec.agents) if n in broken]
+        try:
+            secrets = await self.secrets(namespace, {p.name: agents[p.name] for p in spec.agents if p.name in agents})
+        except (ApiException, KeyError) as exc:
+            problems.append(f"cannot read an external agent's secret: {exc}")
+            secrets = {}
+        trust = {p.name: self.state.trust_of(namespace, p.name) for p in spec.agents}
+        table = seat_agents(spec, agents, trust=trust, secrets=secrets)
+        missing = [m for m in table.missing if m not in broken]
+        if missing:
+            problems.append(f"no Agent named {', '.join(missing)} in namespace {namespace}")
+        if problems:
+            await self.invalid(namespace, name, body, "AgentsMissing", "; ".join(problems), generation)
+            return float(spec.interval_seconds)
+        self.reported.pop(key, None)
+        selected = [w for w in list(self.state.workloads.values()) if selects(spec, namespace, w)]
+        active = [w for w in selected if not w.paused and not w.opted_out]
+        report = RoundReport(workloads=len(selected))
+        started = time.monotonic()
+        semaphore = asyncio.Semaphore(self.state.config.concurrency)
+
+        async def one(w: WorkloadView) -> None:
+            async with semaphore:
+                t0 = time.monotonic()
+                try:
+                    await asyncio.wait_for(
+                        self.negotiate_workload(w, spec, key, table, report), self.state.config.workload_timeout
+                    )
+                    report.negotiated += 1
+                except Exception as exc:
+                    report.failed += 1
+                    observability.WORKLOAD_ERRORS.labels(policy=key).inc()
+                    log.warning("negotiation for %s failed and is skipped this round: %r", w.key, exc)
+                finally:
+                    observability.WORKLOAD_SECONDS.observe(time.monotonic() - t0)
+
+        await asyncio.gather(*(one(w) for w in active))
+        await self.expire_pending(key)
+        observability.ROUND_SECONDS.labels(policy=key).observe(time.monotonic() - started)
+        await self.policy_status(namespace, name, body, spec, report, generation)
+        await self.agent_status(namespace, table)
+        return float(spec.interval_seconds)
+
+    def agents_in(self, namespace: str) -> tuple[dict[str, AgentSpec], dict[str, str]]:
+        ok: dict[str, AgentSpec] = {}
+        broken: dict[str, str] = {}
+        for entry in list(self.state.agents.values()):
+            if entry.namespace != namespace:
+                continue
+            if entry.spec is not None:
+                ok[entry.name] = entry.spec
+            else:
+                broken[entry.name] = entry.error or "invalid"
+        return ok, broken
+
+    async def secrets(self, namespace: str, agents: Mapping[str, AgentSpec]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for name, spec in agents.items():
+            if spec.external is not None:
+                ref = spec.external.secret_ref
+                found[name] = await read_secret(self.kube, namespace, ref.name, ref.key)
+        return found
+
+    # -- one workload ------------------------------------------------------------------------------
+    async def negotiate_workload(
+        self, w: WorkloadView, spec: NegotiationPolicySpec, policy_key: str, table: Table, report: RoundReport
+    ) -> None:
+        async with self.state.lock(w.key):
+            w = self.state.workloads.get(w.key, w)
+            now = time.time()
+            situation = Situation(
+                namespace=w.namespace,
+                name=w.name,
+                kind=w.kind,
+                labels=w.labels,
+                current=Candidate(w.replicas, current_placement(spec, w)),
+                ready_replicas=w.ready,
+                pools=pools(spec, self.state.nodes.values(), w),
+                now=now,
+                interval_seconds=spec.interval_seconds,
+            )
+            evidence, problems = await gather(
+                seated=table.seated,
+                situation=situation,
+                policy=spec,
+                prometheus=self.prometheus,
+                session=self.session,
+            )
+            report.metrics_problems.extend(problems)
+            namespace = policy_key.split("/", 1)[0]
+            self.check_predictions(namespace, w, evidence, now)
+            history = self.state.histories.get(w.key, History())
+            outcome = negotiate(
+                policy=spec, situation=situation, agents=table.seated, evidence=evidence, history=history
+            )
+            keep = max(spec.bounds.scale_down_stabilization_seconds, spec.bounds.scale_up_stabilization_seconds)
+            self.state.histories[w.key] = history.remember(
+                now=now,
+                recommendation=outcome.recommendation if outcome.recommendation is not None else w.replicas,
+                changed=False,
+                keep_seconds=keep,
+            )
+            self.remember_predictions(namespace, w, outcome, now)
+            log.info(
+                "decision %s: %s %s -> %s confidence=%.2f utilities={%s} gates=[%s]",
+                w.key,
+                outcome.verdict.value,
+                outcome.current,
+                outcome.target,
+                outcome.confidence,
+                ", ".join(f"{p.agent}:{p.utility(outcome.target):.2f}/{p.confidence:.2f}" for p in outcome.proposals),
+                ", ".join(g.rule for g in outcome.gates),
+            )
+            record = build_record(
+                outcome,
+                workload=WorkloadRef.model_validate(
+                    {"kind": w.kind, "namespace": w.namespace, "name": w.name, "uid": w.uid}
+                ),
+                policy=policy_key,
+                mode=spec.mode.value,
+                now=now,
+            )
+            await self.settle(outcome, record, w, spec, policy_key, report)
+
+    async def settle(
+        self,
+        outcome: Outcome,
+        record: NegotiationSpec,
+        w: WorkloadView,
+        spec: NegotiationPolicySpec,
+        policy_key: str,
+        report: RoundReport,
+    ) -> None:
+        """Record the outcome when it changes something or needs a person, then act on it."""
+        latest = self.state.latest.get(w.key)
+        pending = self.state.pending.get(w.key)
+        sig = signature(record)
+        limit = spec.history_limit
+        if outcome.verdict is Verdict.NO_CHANGE:
+            if pending is not None:
+                await self.supersede(pending.namespace, pending.name, "the agents now agree to keep the current state")
+            return
+        if outcome.verdict in VERDICT_PHASE:
+            if latest is not None and latest.signature == sig and latest.phase == VERDICT_PHASE[outcome.verdict].value:
+                return
+            phase = VERDICT_PHASE[outcome.verdict]
+            name = await self.recorder.create(
+                workload=w,
+                spec=record,
+                phase=phase,
+                message=outcome.reason,
+                policy_name=policy_key,
+                history_limit=limit,
+            )
+            kind = "Warning" if outcome.verdict is Verdict.IMPASSE else "Normal"
+            await self.recorder.event(
+                involved=workload_ref(w), reason=phase.value, message=f"{name}: {outcome.reason}", type_=kind
+            )
+            return
+        if outcome.verdict is Verdict.PENDING_APPROVAL:
+            if pending is not None and pending.target == (outcome.target.replicas, outcome.target.placement):
+                return
+            name = await self.recorder.create(
+                workload=w,
+                spec=record,
+                phase=Phase.PENDING_APPROVAL,
+                message=outcome.reason,
+                policy_name=policy_key,
+                expires_in=spec.approval.expiry_seconds,
+                history_limit=limit,
+            )
+            if pending is not None:
+                await self.supersede(pending.namespace, pending.name, f"superseded by {name}", by=name)
+            await self.recorder.event(
+                involved=workload_ref(w),
+                reason="ApprovalRequired",
+                message=f"{name} waits for approval: kubectl annotate negotiation {name} accord.dev/approval=approved",
+            )
+            return
+        if spec.mode is Mode.AUDIT:
+            if latest is not None and latest.signature == sig:
+                return
+            name = await self.recorder.create(
+                workload=w,
+                spec=record,
+                phase=Phase.PROPOSED,
+                message=f"audit mode, not applied: {outcome.reason}",
+                policy_name=policy_key,
+                history_limit=limit,
+            )
+            return
+        hpa = self.state.hpas.get(w.key)
+        if hpa is not None and not spec.coordinate_autoscalers:
+            report.conflicts.append(f"{w.kind} {w.namespace}/{w.name} is managed by HPA {hpa[0]}")
+            if latest is not None and latest.signature == sig + "|hpa":
+                return
+            conflict = AutoscalerConflict(
+                f"HorizontalPodAutoscaler {hpa[0]} manages the replicas; not applied. "
+                "Set spec.coordinateAutoscalers to work through its minReplicas."
+            )
+            name = await self.recorder.create(
+                workload=w,
+                spec=record,
+                phase=Phase.HELD,
+                message=str(conflict),
+                policy_name=policy_key,
+                history_limit=limit,
+            )
+            self.state.latest[w.key].signature = sig + "|hpa"
+            await self.recorder.event(
+                involved=workload_ref(w), reason="AutoscalerConflict", message=str(conflict), type_="Warning"
+            )
+            return
+        name = await self.recorder.create(
+            workload=w,
+            spec=record,
+            phase=Phase.PROPOSED,
+            message="applying",
+            policy_name=policy_key,
+            history_limit=limit,
+        )
+        if pending is not None:
+            await self.supersede(pending.namespace, pending.name, f"superseded by {name}", by=name)
+        await self.execute(name, record, spec, w)
+
+    async def execute(self, name: str, record: NegotiationSpec, spec: NegotiationPolicySpec, w: WorkloadView) -> None:
+        """Apply a decision through the executor and record how it went."""
+        try:
+            applied = await self.executor.apply(record=name, spec=record, policy=spec, hpa=self.state.hpas.get(w.key))
+        except StaleDecision as exc:
+            await self.recorder.set_phase(w.namespace, name, Phase.SUPERSEDED, f"not applied: {exc}")
+            return
+        except (AutoscalerConflict, ApiException) as exc:
+            message = str(exc) if isinstance(exc, AutoscalerConflict) else f"API error {exc.status}: {exc.reason}"
+            await self.recorder.set_phase(w.namespace, name, Phase.FAILED, message)
+            await self.recorder.event(
+                involved=workload_ref(w), reason="ApplyFailed", message=f"{name}: {message}", type_="Warning"
+            )
+            return
+        now = time.time()
+        history = self.state.histories.get(w.key, History())
+        self.state.histories[w.key] = History(history.recommendations, (*history.changes, now))
+        message = (
+            f"{record.current.replicas}@{record.current.placement} -> {applied.replicas}@{applied.placement}"
+            f" ({applied.via})"
+        )
+        await self.recorder.set_phase(w.namespace, name, Phase.APPLIED, message, appliedAt=now_iso(now))
+        await self.recorder.event(involved=workload_ref(w), reason="Negotiated", message=f"{name}: {message}")
+        await self.recorder.event(involved=negotiation_ref(w.namespace, name), reason="Applied", message=message)
+
+    async def supersede(self, namespace: str, name: str, message: str, by: str | None = None) -> None:
+        extra = {"supersededBy": by} if by else {}
+        try:
+            await self.recorder.set_phase(namespace, name, Phase.SUPERSEDED, message, **extra)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def expire_pending(self, policy_key: str) -> None:
+        now = time.time()
+        for key, rec in list(self.state.pending.items()):
+            if rec.policy == policy_key and expired(rec.expires_at, now):
+                async with self.state.lock(key):
+                    if self.state.pending.get(key) is rec:
+                        await self.recorder.set_phase(
+                            rec.namespace, rec.name, Phase.EXPIRED, f"no decision before {rec.expires_at}"
+                        )
+
+    # -- trust ---------------------------------------------------------------------------------------
+    def remember_predictions(self, namespace: str, w: WorkloadView, outcome: Outcome, now: float) -> None:
+        for p in outcome.proposals:
+            observability.CONFIDENCE.labels(namespace=namespace, agent=p.agent).set(p.confidence)
+            if p.prediction is None:
+                continue
+            agent_key = f"{namespace}/{p.agent}"
+            if any(c.agent_key == agent_key and c.workload_key == w.key for c in self.state.checks):
+                continue  # one open check per agent and workload keeps the record honest and bounded
+            self.state.checks.append(
+                PendingCheck(
+                    agent_key, w.key, p.prediction.quantity, p.prediction.value, now, now + p.prediction.horizon_seconds
+                )
+            )
+
+    def check_predictions(
+        self, namespace: str, w: WorkloadView, evidence: Mapping[str, EvidenceSet], now: float
+    ) -> None:
+        for check in [c for c in self.state.checks if c.workload_key == w.key and c.due <= now]:
+            self.state.checks.remove(check)
+            agent = check.agent_key.split("/", 1)[1]
+            observed = observe(check, evidence.get(agent, {}))
+            if observed is None:
+                continue
+            state = self.state.trust.get(check.agent_key, TrustState())
+            self.state.trust[check.agent_key] = update_trust(state, predicted=check.predicted, observed=observed)
+            observability.TRUST.labels(namespace=namespace, agent=agent).set(self.state.trust[check.agent_key].trust)
+
+    async def agent_status(self, namespace: str, table: Table) -> None:
+        """Persist learned trust in each Agent's status, so that it survives restarts."""
+        for seat, _ in table.seated:
+            key = f"{namespace}/{seat.name}"
+            trust = self.state.trust.get(key)
+            entry = self.state.agents.get(key)
+            if trust is None or entry is None or self.persisted.get(key) == trust:
+                continue
+            status: dict[str, Any] = {"trust": round(trust.trust, 4), "trustSamples": trust.samples}
+            if trust.mean_error is not None:
+                status["meanError"] = round(trust.mean_error, 4)
+            try:
+                await self.kube.patch_status("agents", namespace, seat.name, status)
+            except ApiException as exc:
+                log.warning("could not record the trust of agent %s: %s", key, exc.reason)
+                continue
+            self.persisted[key] = trust
+
+    # -- status --------------------------------------------------------------------------------------
+    async def invalid(
+        self, namespace: str, name: str, body: Mapping[str, Any], reason: str, message: str, generation: int
+    ) -> None:
+        key = f"{namespace}/{name}"
+        old = ((body.get("status") or {}).get("conditions")) or []
+        conditions = merge_conditions(
+            old,
+            [
+                condition("Ready", False, reason, message, generation),
+                condition("Invalid", True, reason, message, generation),
+            ],
+        )
+        await self.kube.patch_status(
+            "negotiationpolicies", namespace, name, {"conditions": conditions, "observedGeneration": generation}
+        )
+        if self.reported.get(key) != message:
+            self.reported[key] = message
+            log.warning("policy %s is invalid: %s", key, message)
+            await self.recorder.event(
+                involved={
+                    "apiVersion": "accord.dev/v1alpha1",
+                    "kind": "NegotiationPolicy",
+                    "metadata": {"name": name, "namespace": namespace, "uid": (body.get("metadata") or {}).get("uid")},
+                },
+                reason=reason,
+                message=message,
+                type_="Warning",
+            )
+
+    async def policy_status(
+        self,
+        namespace: str,
+        name: str,
+        body: Mapping[str, Any],
+        spec: NegotiationPolicySpec,
+        report: RoundReport,
+        generation: int,
+    ) -> None:
+        key = f"{namespace}/{name}"
+        pending = sum(1 for r in self.state.pending.values() if r.policy == key)
+        observability.PENDING.labels(policy=key).set(pending)
+        observability.METRICS_MISSING.labels(policy=key).set(1 if report.metrics_problems else 0)
+        old = ((body.get("status") or {}).get("conditions")) or []
+        metrics_msg = "; ".join(sorted(set(report.metrics_problems)))[:1000]
+        conditions = merge_conditions(
+            old,
+            [
+                condition(
+                    "Ready",
+                    True,
+                    "Negotiating",
+                    f"{report.negotiated} of {report.workloads} workloads negotiated"
+                    + (f", {report.failed} failed" if report.failed else ""),
+                    generation,
+                ),
+                condition("Invalid", False, "Valid", "the spec and its agents are valid", generation),
+                condition(
+                    "MetricsMissing",
+                    bool(report.metrics_problems),
+                    "MetricsUnavailable" if report.metrics_problems else "MetricsAvailable",
+                    f"the missing-metrics rule ({spec.rules.missing_metrics.action.value}) applies: {metrics_msg}"
+                    if report.metrics_problems
+                    else "every agent has its metrics",
+                    generation,
+                ),
+                condition(
+                    "AutoscalerConflict",
+                    bool(report.conflicts),
+                    "AutoscalerManaged" if report.conflicts else "NoConflict",
+                    "; ".join(report.conflicts)[:1000] or "no other autoscaler manages these workloads",
+                    generation,
+                ),
+            ],
+        )
+        status = {
+            "workloads": report.workloads,
+            "pendingApprovals": pending,
+            "lastRoundTime": now_iso(),
+            "observedGeneration": generation,
+            "conditions": conditions,
+        }
+        await self.kube.patch_status("negotiationpolicies", namespace, name, status)
+
+
+def observe(check: PendingCheck, evidence: EvidenceSet) -> float | None:
+    """What actually happened to a predicted quantity, from the evidence of a later round."""
+    if check.quantity == "demand_peak":
+        demand = evidence.get("demand")
+        if demand is None:
+            return None
+        window = [v for t, v in demand.series if check.made_at < t <= check.due]
+        return max(window) if window else None
+    if check.quantity.startswith("price_per_pod_hour:"):
+        price = evidence.get(f"price:{check.quantity.split(':', 1)[1]}")
+        return None if price is None else price.value
+    return None

@@ -1,0 +1,104 @@
+"""What the operator holds in memory between rounds (operator layer).
+
+Everything here is rebuilt from the API on start-up (the watches list every object first):
+workloads, nodes, autoscalers, agents with their learned trust (from Agent status), and the
+latest Negotiation of each workload. Only the stabilization history and the predictions
+awaiting their check live in memory alone; losing them on a restart costs one window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from accord.models.agent import AgentSpec
+from accord.negotiation.rules import History
+from accord.negotiation.trust import TrustState
+from accord.operator.workloads import WorkloadView
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    prometheus_url: str | None = None
+    namespaces: tuple[str, ...] = ()
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 8080
+    webhook: bool = False
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 9443
+    webhook_certfile: str | None = None
+    webhook_keyfile: str | None = None
+    webhook_cafile: str | None = None
+    webhook_url_host: str | None = None
+    concurrency: int = 16
+    workload_timeout: float = 30.0
+    prometheus_timeout: float = 5.0
+    kubeconfig: str | None = None
+
+
+@dataclass
+class AgentEntry:
+    namespace: str
+    name: str
+    spec: AgentSpec | None
+    error: str | None
+    generation: int
+    observed_generation: int | None
+
+
+@dataclass
+class PendingCheck:
+    """A prediction to compare with what happens once its horizon has passed."""
+
+    agent_key: str
+    workload_key: str
+    quantity: str
+    predicted: float
+    made_at: float
+    due: float
+
+
+@dataclass
+class LatestRecord:
+    name: str
+    namespace: str
+    phase: str
+    verdict: str
+    target: tuple[int, str]
+    policy: str
+    signature: str = ""
+    expires_at: str | None = None
+    created: str = ""
+
+
+@dataclass
+class State:
+    config: OperatorConfig
+    workloads: dict[str, WorkloadView] = field(default_factory=dict)
+    nodes: dict[str, Mapping[str, str]] = field(default_factory=dict)
+    hpas: dict[str, tuple[str, int | None, int]] = field(default_factory=dict)  # workload key -> (name, min, max)
+    agents: dict[str, AgentEntry] = field(default_factory=dict)  # namespace/name
+    trust: dict[str, TrustState] = field(default_factory=dict)  # namespace/name
+    histories: dict[str, History] = field(default_factory=dict)  # workload key
+    checks: list[PendingCheck] = field(default_factory=list)
+    latest: dict[str, LatestRecord] = field(default_factory=dict)  # workload key -> newest Negotiation
+    pending: dict[str, LatestRecord] = field(default_factory=dict)  # workload key -> PendingApproval one
+    wakeups: dict[str, asyncio.Event] = field(default_factory=dict)  # policy namespace/name
+    policy_bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)  # workload key: one writer at a time
+
+    def wake(self, policy_key: str | None = None) -> None:
+        targets = [policy_key] if policy_key else list(self.wakeups)
+        for key in targets:
+            event = self.wakeups.get(key)
+            if event is not None:
+                event.set()
+
+    def lock(self, workload_key: str) -> asyncio.Lock:
+        return self.locks.setdefault(workload_key, asyncio.Lock())
+
+    def trust_of(self, namespace: str, name: str) -> float:
+        state = self.trust.get(f"{namespace}/{name}")
+        return 1.0 if state is None else state.trust

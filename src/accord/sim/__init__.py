@@ -1,0 +1,1 @@
+"""Replay of demand traces through the same agents and engine the operator uses (sim layer)."""
