@@ -63,6 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     import kopf
 
     from accord.operator import handlers  # noqa: F401 - importing registers the handlers with kopf
+
+    if args.webhook:
+        from accord.operator import webhooks  # noqa: F401
     from accord.operator.state import OperatorConfig
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), format=LOG_FORMAT)

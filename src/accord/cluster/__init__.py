@@ -4,15 +4,23 @@ Development and test infrastructure, not used by the operator itself: nothing
 under ``accord.operator`` imports this package.
 
 - :mod:`accord.cluster.tools`: where the binaries live (``scripts/install-tools.sh`` puts them there).
-- :mod:`accord.cluster.local`: etcd + kube-apiserver + kube-controller-manager on loopback.
+- :mod:`accord.cluster.local`: etcd + kube-apiserver + kube-controller-manager on loopback
+  (``python -m accord.cluster.local``).
 - :mod:`accord.cluster.prometheus`: a throw-away Prometheus server.
-- :mod:`accord.cluster.emulator`: emulated workload metrics that follow the Deployments' replicas.
+- :mod:`accord.cluster.emulator`: emulated workload metrics that follow the Deployments' replicas
+  (``python -m accord.cluster.emulator``).
 """
 
-from accord.cluster.emulator import Trace, WorkloadEmulator, WorkloadSample
-from accord.cluster.local import ControlPlaneError, LocalControlPlane
-from accord.cluster.prometheus import PrometheusError, PrometheusServer
-from accord.cluster.tools import ToolNotFoundError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from accord.cluster.emulator import Trace, WorkloadEmulator, WorkloadSample
+    from accord.cluster.local import ControlPlaneError, LocalControlPlane
+    from accord.cluster.prometheus import PrometheusError, PrometheusServer
+    from accord.cluster.tools import ToolNotFoundError
 
 __all__ = [
     "ControlPlaneError",
@@ -24,3 +32,23 @@ __all__ = [
     "WorkloadEmulator",
     "WorkloadSample",
 ]
+
+# Imported on first use: `python -m accord.cluster.local` would otherwise find
+# its own module already imported by this package and run it twice.
+_HOMES = {
+    "ControlPlaneError": "local",
+    "LocalControlPlane": "local",
+    "PrometheusError": "prometheus",
+    "PrometheusServer": "prometheus",
+    "ToolNotFoundError": "tools",
+    "Trace": "emulator",
+    "WorkloadEmulator": "emulator",
+    "WorkloadSample": "emulator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"accord.cluster.{home}"), name)

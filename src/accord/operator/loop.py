@@ -143,7 +143,8 @@ class Negotiator:
                 except Exception as exc:
                     report.failed += 1
                     observability.WORKLOAD_ERRORS.labels(policy=key).inc()
-                    log.warning("negotiation for %s failed and is skipped this round: %r", w.key, exc)
+                    detail = getattr(exc, "body", None) or repr(exc)
+                    log.warning("negotiation for %s failed and is skipped this round: %s", w.key, detail)
                 finally:
                     observability.WORKLOAD_SECONDS.observe(time.monotonic() - t0)
 

@@ -109,7 +109,7 @@ class Recorder:
                 "labels": {
                     LABEL_WORKLOAD: workload.name[:63],
                     LABEL_KIND: workload.kind,
-                    LABEL_POLICY: policy_name[:63],
+                    LABEL_POLICY: policy_name.rsplit("/", 1)[-1][:63],
                 },
             },
             "spec": spec.to_wire(),
