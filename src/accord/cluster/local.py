@@ -63,21 +63,24 @@ __all__ = [
     "main",
 ]
 
-# The defaults of kube-apiserver 1.20 made explicit, so that a test reading
-# this list knows what admission the server applies.
+# kube-apiserver 1.20's default admission chain, written out so a test can see
+# what admission the server applies. The flag only ever adds to the defaults:
+# to switch one off, pass --disable-admission-plugins in extra_apiserver_args.
 DEFAULT_ADMISSION_PLUGINS: tuple[str, ...] = (
     "NamespaceLifecycle",
     "LimitRanger",
     "ServiceAccount",
+    "TaintNodesByCondition",
+    "Priority",
     "DefaultTolerationSeconds",
     "DefaultStorageClass",
     "StorageObjectInUseProtection",
     "PersistentVolumeClaimResize",
-    "Priority",
     "RuntimeClass",
     "CertificateApproval",
     "CertificateSigning",
     "CertificateSubjectRestriction",
+    "DefaultIngressClass",
     "MutatingAdmissionWebhook",
     "ValidatingAdmissionWebhook",
     "ResourceQuota",
@@ -270,12 +273,22 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
+_NOTABLE = re.compile(r"^(Error|error|panic|fatal|[FE]\d{4} )")
+
+
 def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     try:
         text = path.read_text(errors="replace")
     except OSError as exc:
         return f"(log unreadable: {exc})"
-    return "\n".join(text.splitlines()[-lines:])
+    all_lines = text.splitlines()
+    tail = all_lines[-lines:]
+    # A bad flag makes Kubernetes components print the error and then a long
+    # usage text, which would push the one line that matters out of the tail.
+    earlier = [line for line in all_lines[:-lines] if _NOTABLE.match(line)][-10:]
+    if earlier:
+        return "\n".join(["(errors earlier in the log:)", *earlier, "(last lines:)", *tail])
+    return "\n".join(tail)
 
 
 def _kill_group(process: subprocess.Popen[bytes], *, grace: float) -> None:
@@ -437,7 +450,10 @@ class LocalControlPlane:
             # etcd preallocates 64 MB of WAL; the logs and certificates are
             # what someone debugging a failed start needs.
             shutil.rmtree(self.directory / "etcd", ignore_errors=True)
-            if isinstance(exc, ControlPlaneError):
+            atexit.unregister(self.stop)
+            with self._lock:
+                self._started = False
+            if isinstance(exc, ControlPlaneError) or not isinstance(exc, Exception):
                 raise
             raise ControlPlaneError(
                 f"local control plane failed to start: {exc!r}; logs kept in {self.log_dir}",
@@ -550,25 +566,27 @@ class LocalControlPlane:
             "preferences": {},
         }
 
-    def _write_kubeconfig(self, path: Path, user: str, groups: Sequence[str]) -> Path:
+    def _write_kubeconfig(self, path: Path, user: str, groups: Sequence[str]) -> _KeyPair:
         pair = self._client_pair(user, groups)
         # Certificates are embedded so the file can be copied or mounted elsewhere.
         document = self._kubeconfig_document(user, pair)
-        return _write(path, yaml.safe_dump(document, sort_keys=False).encode(), private=True)
+        _write(path, yaml.safe_dump(document, sort_keys=False).encode(), private=True)
+        return pair
 
     def _write_kubeconfigs(self) -> None:
-        self._write_kubeconfig(self.kubeconfig, "admin", ["system:masters"])
+        admin = self._write_kubeconfig(self.kubeconfig, "admin", ["system:masters"])
+        # The same credentials as files, for the readiness probes (urllib) and
+        # for tools that want a cert/key pair rather than a kubeconfig.
+        _write(self.pki_dir / "admin.crt", admin.cert_pem)
+        _write(self.pki_dir / "admin.key", admin.key_pem, private=True)
         self._write_kubeconfig(self.nobody_kubeconfig, "nobody", [])
-        # The controller manager acts with its own identity so audit-style
-        # logs show who did what; system:masters spares us its RBAC bootstrap.
+        # The controller manager acts under its own name, so the API server's
+        # logs tell its requests apart; system:masters spares an RBAC bootstrap.
         self._write_kubeconfig(
             self.directory / "kubeconfigs" / "controller-manager.kubeconfig",
             "system:kube-controller-manager",
             ["system:masters"],
         )
-        admin_pair = self._client_pair("admin", ["system:masters"])
-        _write(self.pki_dir / "admin.crt", admin_pair.cert_pem)
-        _write(self.pki_dir / "admin.key", admin_pair.key_pem, private=True)
 
     def user_kubeconfig(self, user: str, groups: Sequence[str] = ()) -> Path:
         """A kubeconfig authenticating as ``user`` in ``groups`` by client certificate.

@@ -61,8 +61,11 @@ class PrometheusServer:
         directory: str | Path | None = None,
         keep_directory: bool = False,
         start_timeout: float = 60.0,
+        port: int = 0,
     ) -> None:
         self._targets = list(targets)
+        # A fixed port lets a test stop Prometheus and bring it back where its clients look.
+        self._requested_port = port
         self._scrape_interval = scrape_interval
         self._job_name = job_name
         self._metrics_path = metrics_path
@@ -184,7 +187,7 @@ class PrometheusServer:
         else:
             self._dir = Path(tempfile.mkdtemp(prefix="accord-prometheus-"))
             self._created_dir = True
-        self._port = free_port()
+        self._port = self._requested_port or free_port()
         self._write_config()
         argv = [
             str(tools.prometheus()),

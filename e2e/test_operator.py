@@ -1,0 +1,515 @@
+"""The operator end to end: real API server, real Prometheus, the workload emulator closing the loop.
+
+Each test gets its own namespace with four Agents and a policy; one operator process (started as
+`accord run`, with the approval webhook) serves them all, as it would a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from accord.cluster.emulator import WorkloadEmulator
+from accord.cluster.prometheus import PrometheusServer
+from operator_process import OperatorProcess, free_port
+from providers import Cluster, wait_until
+
+REPO = Path(__file__).resolve().parents[1]
+INTERVAL = 5
+
+
+@pytest.fixture(scope="module")
+def crds(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", str(REPO / "crds"))
+    for name in ("agents", "negotiationpolicies", "negotiations"):
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}.accord.dev", "--timeout=60s")
+
+
+@pytest.fixture(scope="module")
+def prometheus_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def accord_prometheus(emulator: WorkloadEmulator, prometheus_port: int) -> Iterator[PrometheusServer]:
+    """A Prometheus on a fixed port, so that a test can stop it and bring it back where the operator looks."""
+    server = PrometheusServer(targets=[emulator.target], scrape_interval="1s", port=prometheus_port)
+    server.start()
+    server.wait_for_targets_up(timeout=30)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: Cluster, crds: None, accord_prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    if cluster.provider == "kind":
+        pytest.skip("the kind provider runs the operator in the cluster; these tests drive a local process")
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = OperatorProcess(kubeconfig=cluster.kubeconfig, prometheus_url=accord_prometheus.url, log_path=log)
+    process.start()
+    yield process
+    process.stop()
+    print(f"\n[e2e] operator log: {log}")
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------
+def agents(namespace: str, *, startup: int = 10) -> list[dict[str, Any]]:
+    query = 'sum(accord_emulator_requests_per_second{namespace="$namespace", deployment="$workload"})'
+
+    def agent(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": "accord.dev/v1alpha1",
+            "kind": "Agent",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+
+    return [
+        agent(
+            "performance",
+            {
+                "type": "performance",
+                "weight": 2,
+                "performance": {
+                    "targetUtilisation": 0.7,
+                    "capacityPerPod": 100,
+                    "startupSeconds": startup,
+                    "historySeconds": 300,
+                    "seasonality": False,
+                    "demandQuery": query,
+                },
+            },
+        ),
+        agent("cost", {"type": "cost", "cost": {"defaultPricePerPodHour": 0.05}}),
+        agent("security", {"type": "security", "veto": True}),
+        agent("compliance", {"type": "compliance", "veto": True, "compliance": {"minReplicas": 1}}),
+    ]
+
+
+def policy(namespace: str, name: str = "default", *, app: str | None = None, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "selector": {"matchLabels": {"accord.dev/negotiate": "true", **({"app": app} if app else {})}},
+        "agents": [{"name": n} for n in ("performance", "cost", "security", "compliance")],
+        "bounds": {
+            "minReplicas": 1,
+            "maxReplicas": 30,
+            "maxStepUp": 10,
+            "maxStepDown": 5,
+            "scaleDownStabilizationSeconds": 0,
+        },
+        "rules": {"minConfidence": 0.3},
+        "intervalSeconds": INTERVAL,
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "accord.dev/v1alpha1",
+        "kind": "NegotiationPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body,
+    }
+
+
+def deployment(namespace: str, name: str = "web", replicas: int = 2) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name, "accord.dev/negotiate": "true"}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.9"}]},
+            },
+        },
+    }
+
+
+def apply(cluster: Cluster, *docs: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+
+
+def get(cluster: Cluster, kind: str, namespace: str, name: str = "") -> dict[str, Any]:
+    out = cluster.kubectl("get", kind, *([name] if name else []), "-n", namespace, "-o", "json").stdout
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def negotiations(cluster: Cluster, namespace: str, workload: str = "web") -> list[dict[str, Any]]:
+    items = get(cluster, "negotiations", namespace)["items"]
+    mine = [n for n in items if n["spec"]["workload"]["name"] == workload]
+    return sorted(mine, key=lambda n: (n["metadata"]["creationTimestamp"], n["metadata"]["name"]))
+
+
+def replicas(cluster: Cluster, namespace: str, name: str = "web") -> int:
+    return int(get(cluster, "deployment", namespace, name)["spec"]["replicas"])
+
+
+def phase(n: dict[str, Any]) -> str:
+    return str((n.get("status") or {}).get("phase", ""))
+
+
+def find(
+    cluster: Cluster,
+    namespace: str,
+    want: Callable[[dict[str, Any]], bool],
+    *,
+    workload: str = "web",
+    timeout: float = 60,
+    message: str = "a negotiation",
+) -> dict[str, Any]:
+    return wait_until(
+        lambda: next((n for n in negotiations(cluster, namespace, workload) if want(n)), None),
+        timeout=timeout,
+        interval=1.0,
+        message=message,
+    )
+
+
+def setup(
+    cluster: Cluster,
+    emulator: WorkloadEmulator,
+    namespace: str,
+    *,
+    demand: float = 900.0,
+    workloads: tuple[str, ...] = ("web",),
+    **policy_spec: Any,
+) -> None:
+    for w in workloads:
+        emulator.add_workload(namespace, w, demand=demand)
+    apply(cluster, *agents(namespace), policy(namespace, **policy_spec), *(deployment(namespace, w) for w in workloads))
+
+
+def events(cluster: Cluster, namespace: str, reason: str) -> list[dict[str, Any]]:
+    return [e for e in get(cluster, "events", namespace)["items"] if e.get("reason") == reason]
+
+
+def rbac_for_people(cluster: Cluster, namespace: str, *users: str) -> None:
+    """Let these users read and annotate Negotiations: RBAC alone; the webhook decides who may approve."""
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "negotiation-reviewer", "namespace": namespace},
+        "rules": [
+            {
+                "apiGroups": ["accord.dev"],
+                "resources": ["negotiations"],
+                "verbs": ["get", "list", "watch", "patch", "update"],
+            }
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "negotiation-reviewers", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "negotiation-reviewer"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u} for u in users],
+    }
+    apply(cluster, role, binding)
+
+
+# -- tests -------------------------------------------------------------------------------------------------------
+def test_rising_load_is_met_by_a_negotiated_scale_up(
+    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
+) -> None:
+    setup(cluster, emulator, namespace, demand=900.0)
+    # 900 req/s at 70% of 100 req/s per pod needs 13 pods; one decision may add 10.
+    wait_until(lambda: replicas(cluster, namespace) >= 12, timeout=90, interval=1.0, message="a scale-up")
+    applied = find(cluster, namespace, lambda n: phase(n) == "Applied", message="an Applied negotiation")
+    spec = applied["spec"]
+    assert [p["agent"] for p in spec["proposals"]] == ["performance", "cost", "security", "compliance"]
+    assert all(p["rationale"] for p in spec["proposals"])
+    perf = spec["proposals"][0]
+    assert perf["evidence"][0]["source"] == "prometheus"
+    assert perf["evidence"][0]["value"] == pytest.approx(900.0)
+    assert spec["outcome"]["verdict"] == "Apply"
+    assert spec["outcome"]["target"]["replicas"] > spec["current"]["replicas"]
+    deploy = get(cluster, "deployment", namespace, "web")
+    assert deploy["metadata"]["annotations"]["accord.dev/negotiation"].startswith("web-deploy-")
+    table = cluster.kubectl("get", "negotiations", "-n", namespace).stdout
+    assert "Applied" in table
+    assert "web" in table
+    wait_until(lambda: replicas(cluster, namespace) == 13, timeout=60, interval=1.0, message="13 replicas")
+    assert "accord_rounds_total" in operator.metrics()
+
+
+def test_a_freeze_window_blocks_a_change_until_it_closes(
+    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
+) -> None:
+    now = datetime.now(tz=UTC)
+    window = {
+        "name": "release-freeze",
+        "schedule": f"{now.minute} {now.hour} * * *",
+        "timeZone": "UTC",
+        "durationMinutes": 2,
+    }
+    setup(cluster, emulator, namespace, rules={"minConfidence": 0.3, "freezeWindows": [window]})
+    held = find(cluster, namespace, lambda n: phase(n) == "Held", message="a Held negotiation")
+    assert any(g["rule"] == "freezeWindow" for g in held["spec"]["gates"])
+    assert replicas(cluster, namespace) == 2
+    closes = now.replace(second=0, microsecond=0).timestamp() + 120
+    time.sleep(max(0.0, closes - time.time() - 5))
+    assert replicas(cluster, namespace) == 2, "nothing may change while the window is open"
+    wait_until(lambda: replicas(cluster, namespace) >= 12, timeout=60, interval=1.0, message="the change after")
+
+
+def test_a_large_step_waits_for_an_approvers_annotation(
+    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
+) -> None:
+    rbac_for_people(cluster, namespace, "alice", "mallory")
+    setup(
+        cluster,
+        emulator,
+        namespace,
+        workloads=("web", "api"),
+        rules={"minConfidence": 0.3, "requireApproval": {"stepReplicasAbove": 3}},
+        approval={"approvers": ["alice"], "expirySeconds": 600},
+    )
+    pending = find(cluster, namespace, lambda n: phase(n) == "PendingApproval", message="a pending decision")
+    name = pending["metadata"]["name"]
+    assert any(g["rule"] == "stepReplicas" for g in pending["spec"]["gates"])
+    time.sleep(2 * INTERVAL)
+    assert replicas(cluster, namespace) == 2, "a pending decision is not applied"
+
+    mallory = cluster.user_kubeconfig("mallory")
+    refused = cluster.kubectl(
+        "annotate",
+        "negotiation",
+        name,
+        "-n",
+        namespace,
+        "accord.dev/approval=approved",
+        kubeconfig=mallory,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "mallory is not an approver" in refused.stderr
+    forged = cluster.kubectl(
+        "annotate", "negotiation", name, "-n", namespace, "accord.dev/approver=alice", kubeconfig=mallory, check=False
+    )
+    assert forged.returncode != 0
+
+    alice = cluster.user_kubeconfig("alice")
+    cluster.kubectl("annotate", "negotiation", name, "-n", namespace, "accord.dev/approval=approved", kubeconfig=alice)
+    wait_until(
+        lambda: replicas(cluster, namespace) == pending["spec"]["outcome"]["target"]["replicas"],
+        timeout=20,
+        interval=0.5,
+        message="the approved change",
+    )
+    done = get(cluster, "negotiation", namespace, name)
+    assert phase(done) == "Applied"
+    assert done["status"]["approval"]["user"] == "alice"
+    assert done["metadata"]["annotations"]["accord.dev/approver"] == "alice"
+
+    other = find(
+        cluster,
+        namespace,
+        lambda n: phase(n) == "PendingApproval",
+        workload="api",
+        message="the api workload's pending decision",
+    )
+    cluster.kubectl(
+        "annotate",
+        "negotiation",
+        other["metadata"]["name"],
+        "-n",
+        namespace,
+        "accord.dev/approval=rejected",
+        kubeconfig=alice,
+    )
+    wait_until(
+        lambda: phase(get(cluster, "negotiation", namespace, other["metadata"]["name"])) == "Rejected",
+        timeout=20,
+        interval=0.5,
+        message="the rejection",
+    )
+    time.sleep(2 * INTERVAL)
+    assert replicas(cluster, namespace, "api") == 2, "a rejected decision is not applied"
+
+
+def test_an_unanswered_decision_expires(
+    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
+) -> None:
+    setup(
+        cluster,
+        emulator,
+        namespace,
+        rules={"minConfidence": 0.3, "requireApproval": {"stepReplicasAbove": 3}},
+        approval={"approvers": ["alice"], "expirySeconds": 10},
+    )
+    pending = find(cluster, namespace, lambda n: phase(n) == "PendingApproval", message="a pending decision")
+    name = pending["metadata"]["name"]
+    wait_until(
+        lambda: phase(get(cluster, "negotiation", namespace, name)) == "Expired",
+        timeout=40,
+        interval=1.0,
+        message="expiry",
+    )
+    assert replicas(cluster, namespace) == 2
+    alice = cluster.user_kubeconfig("alice")
+    rbac_for_people(cluster, namespace, "alice")
+    late = cluster.kubectl(
+        "annotate", "negotiation", name, "-n", namespace, "accord.dev/approval=approved", kubeconfig=alice, check=False
+    )
+    assert late.returncode != 0, "an expired decision cannot be approved"
+    assert replicas(cluster, namespace) == 2
+
+
+def test_audit_mode_records_but_never_patches(
+    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
+) -> None:
+    setup(cluster, emulator, namespace, mode="audit")
+    audited = find(cluster, namespace, lambda n: n["spec"]["mode"] == "audit", message="an audit record")
+    assert phase(audited) == "Proposed"
+    assert "audit mode" in audited["status"]["message"]
+    assert audited["spec"]["outcome"]["target"]["replicas"] > 2
+    time.sleep(3 * INTERVAL)
+    assert replicas(cluster, namespace) == 2
+    assert "accord.dev/negotiation" not in (
+        get(cluster, "deployment", namespace, "web")["metadata"].get("annotations") or {}
+    )
+
+
+def test_a_workload_under_an_hpa_is_not_fought(
+    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
+) -> None:
+    hpa = {
+        "apiVersion": "autoscaling/v1",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 2,
+            "maxReplicas": 10,
+            "targetCPUUtilizationPercentage": 70,
+        },
+    }
+    apply(cluster, hpa)
+    setup(cluster, emulator, namespace)
+    held = find(
+        cluster,
+        namespace,
+        lambda n: "HorizontalPodAutoscaler" in (n.get("status") or {}).get("message", ""),
+        message="a record of the conflict",
+    )
+    assert phase(held) == "Held"
+    conditions = {c["type"]: c for c in get(cluster, "negotiationpolicy", namespace, "default")["status"]["conditions"]}
+    assert conditions["AutoscalerConflict"]["status"] == "True"
+    time.sleep(2 * INTERVAL)
+    assert replicas(cluster, namespace) == 2
+    assert get(cluster, "hpa", namespace, "web")["spec"]["minReplicas"] == 2
+
+
+def test_an_invalid_policy_is_reported_while_others_keep_working(
+    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
+) -> None:
+    broken = policy(
+        namespace, "broken", app="other", rules={"freezeWindows": [{"schedule": "every friday", "durationMinutes": 60}]}
+    )
+    apply(cluster, broken)
+    setup(cluster, emulator, namespace)
+
+    def invalid() -> dict[str, Any] | None:
+        status = get(cluster, "negotiationpolicy", namespace, "broken").get("status") or {}
+        return next((c for c in status.get("conditions", []) if c["type"] == "Invalid" and c["status"] == "True"), None)
+
+    cond = wait_until(invalid, timeout=40, interval=1.0, message="the Invalid condition")
+    assert "schedule" in cond["message"]
+    assert "cron" in cond["message"]
+    warning = wait_until(
+        lambda: [e for e in events(cluster, namespace, "InvalidSpec") if e["involvedObject"]["name"] == "broken"],
+        timeout=20,
+        message="an Event",
+    )
+    assert warning[0]["type"] == "Warning"
+    wait_until(
+        lambda: replicas(cluster, namespace) >= 12, timeout=90, interval=1.0, message="the valid policy still scaling"
+    )
+
+
+def test_an_operator_killed_mid_round_loses_no_approval_and_applies_nothing_twice(
+    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
+) -> None:
+    rbac_for_people(cluster, namespace, "alice")
+    setup(
+        cluster,
+        emulator,
+        namespace,
+        workloads=("web", "api"),
+        rules={"minConfidence": 0.3, "requireApproval": {"stepReplicasAbove": 3}},
+        approval={"approvers": ["alice"], "expirySeconds": 600},
+    )
+    web = find(cluster, namespace, lambda n: phase(n) == "PendingApproval", message="web pending")
+    api = find(cluster, namespace, lambda n: phase(n) == "PendingApproval", workload="api", message="api pending")
+    alice = cluster.user_kubeconfig("alice")
+    cluster.kubectl(
+        "annotate",
+        "negotiation",
+        web["metadata"]["name"],
+        "-n",
+        namespace,
+        "accord.dev/approval=approved",
+        kubeconfig=alice,
+    )
+    operator.kill()
+    operator.start()
+    target = web["spec"]["outcome"]["target"]["replicas"]
+    wait_until(lambda: replicas(cluster, namespace) == target, timeout=40, interval=0.5, message="the approved change")
+    wait_until(
+        lambda: phase(get(cluster, "negotiation", namespace, web["metadata"]["name"])) == "Applied",
+        timeout=20,
+        interval=0.5,
+        message="Applied",
+    )
+    # The pending decision of the other workload survived the restart, unchanged and still approvable.
+    still = get(cluster, "negotiation", namespace, api["metadata"]["name"])
+    assert phase(still) == "PendingApproval"
+    assert replicas(cluster, namespace, "api") == 2
+    time.sleep(2 * INTERVAL)
+    applied_events = [
+        e for e in events(cluster, namespace, "Negotiated") if web["metadata"]["name"] in e.get("message", "")
+    ]
+    assert len(applied_events) == 1, applied_events
+
+
+def test_prometheus_going_away_turns_into_the_missing_metrics_rule(
+    cluster: Cluster,
+    emulator: WorkloadEmulator,
+    operator: OperatorProcess,
+    accord_prometheus: PrometheusServer,
+    namespace: str,
+) -> None:
+    setup(
+        cluster, emulator, namespace, demand=300.0, rules={"minConfidence": 0.3, "missingMetrics": {"action": "hold"}}
+    )
+    wait_until(lambda: replicas(cluster, namespace) >= 5, timeout=60, interval=1.0, message="a first decision")
+
+    def condition(status: str) -> dict[str, Any] | None:
+        conds = (get(cluster, "negotiationpolicy", namespace, "default").get("status") or {}).get("conditions", [])
+        return next((c for c in conds if c["type"] == "MetricsMissing" and c["status"] == status), None)
+
+    accord_prometheus.stop()
+    try:
+        emulator.set_demand(namespace, "web", 1500.0)
+        missing = wait_until(lambda: condition("True"), timeout=40, interval=1.0, message="MetricsMissing")
+        assert "hold" in missing["message"]
+        before = replicas(cluster, namespace)
+        time.sleep(3 * INTERVAL)
+        assert replicas(cluster, namespace) == before, "hold: nothing changes without metrics"
+        assert operator.process is not None
+        assert operator.process.poll() is None, "the operator must not crash"
+    finally:
+        accord_prometheus.start()
+        accord_prometheus.wait_for_targets_up(timeout=30)
+    wait_until(lambda: condition("False"), timeout=60, interval=1.0, message="metrics back")
+    wait_until(lambda: replicas(cluster, namespace) >= 15, timeout=90, interval=1.0, message="negotiation resumed")

