@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,8 +16,8 @@ import yaml
 from pydantic import ValidationError
 
 from accord.models.agent import Agent
-from accord.models.common import GROUP, VERSION
-from accord.models.crd import render_crds
+from accord.models.common import GROUP, VERSION, from_wire
+from accord.models.crd import render_chart_crds, render_crds
 from accord.models.errors import describe_validation_error
 from accord.models.negotiation import Negotiation
 from accord.models.policy import NegotiationPolicy
@@ -24,18 +26,30 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 KINDS = {"Agent": Agent, "NegotiationPolicy": NegotiationPolicy, "Negotiation": Negotiation}
 
 
+def _chart_dir(args: argparse.Namespace) -> Path | None:
+    """The chart whose CRD templates are kept in step: --chart-dir, else helm/accord beside the --out directory."""
+    if args.chart_dir is not None:
+        return Path(args.chart_dir) if args.chart_dir else None
+    beside = Path(args.out).parent / "helm" / "accord"
+    return beside if (beside / "Chart.yaml").is_file() else None
+
+
 def cmd_crds(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+    targets = [(Path(args.out), render_crds())]
+    chart = _chart_dir(args)
+    if chart is not None:
+        targets.append((chart / "templates" / "crds", render_chart_crds()))
     stale = []
-    for name, text in render_crds().items():
-        path = out / name
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path))
-            continue
-        out.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        print(f"wrote {path}")
+    for out, files in targets:
+        for name, text in files.items():
+            path = out / name
+            if args.check:
+                if not path.exists() or path.read_text() != text:
+                    stale.append(str(path))
+                continue
+            out.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path}")
     if stale:
         print("out of date (run `accord crds`): " + ", ".join(stale), file=sys.stderr)
         return 1
@@ -50,7 +64,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 continue
             name = (doc.get("metadata") or {}).get("name", "?")
             try:
-                KINDS[doc["kind"]].model_validate(doc)
+                from_wire(KINDS[doc["kind"]], doc)
             except ValidationError as exc:
                 failures += 1
                 print(f"{file}: {doc['kind']}/{name} is invalid:\n{describe_validation_error(exc)}", file=sys.stderr)
@@ -59,16 +73,48 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors; kopf's per-object records name their object."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        ref = getattr(record, "k8s_ref", None)
+        if ref:
+            entry["object"] = ref
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def _configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.kubeconfig:
+        # kopf logs in through the kubernetes library, which reads KUBECONFIG when first imported.
+        os.environ["KUBECONFIG"] = args.kubeconfig
     import kopf
+    from kubernetes.config import kube_config
 
     from accord.operator import handlers  # noqa: F401 - importing registers the handlers with kopf
 
+    if args.kubeconfig:
+        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = args.kubeconfig
     if args.webhook:
         from accord.operator import webhooks  # noqa: F401
+
     from accord.operator.state import OperatorConfig
 
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format=LOG_FORMAT)
+    _configure_logging(args.log_level, args.log_format)
+    logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.getLogger().level))
     namespaces = tuple(args.namespace or ())
     config = OperatorConfig(
         prometheus_url=args.prometheus_url,
@@ -80,6 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         webhook_port=args.webhook_port,
         webhook_certfile=args.webhook_cert,
         webhook_keyfile=args.webhook_key,
+        webhook_cafile=args.webhook_ca,
         webhook_url_host=args.webhook_url_host,
         concurrency=args.concurrency,
         kubeconfig=args.kubeconfig,
@@ -88,7 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         clusterwide=not namespaces,
         namespaces=namespaces,
         standalone=not args.peering,
-        priority=args.priority,
+        # Replicas of one Deployment share their arguments; kopf pauses every peer of equal priority.
+        priority=args.priority + (random.randrange(args.priority_jitter) if args.priority_jitter > 0 else 0),
         memo=kopf.Memo(config=config),
         liveness_endpoint=args.liveness,
     )
@@ -126,11 +174,40 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    # Imported here: the demo needs the development extras (the local cluster's certificates).
+    from accord.demo import run
+
+    return run(args)
+
+
+def add_demo_parser(sub: Any) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    demo = sub.add_parser("demo", help="run the operator on a local cluster with the bundled examples")
+    demo.add_argument(
+        "--cluster",
+        choices=["auto", "local", "kind", "existing"],
+        default="local",
+        help="local control plane (default), kind (needs Docker and kind), or the current KUBECONFIG",
+    )
+    demo.add_argument("--trace", type=Path, default=examples / "traces" / "nyc_taxi_3days.csv")
+    demo.add_argument("--speedup", type=float, default=180.0, help="trace seconds per second")
+    demo.add_argument("--peak", type=float, default=1200.0, help="peak demand in requests per second")
+    demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    demo.add_argument("--metrics-port", type=int, default=18080)
+    demo.set_defaults(func=cmd_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="accord", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     crds = sub.add_parser("crds", help="write the CRDs generated from the models")
     crds.add_argument("--out", default="crds", help="directory to write to (default: crds)")
+    crds.add_argument(
+        "--chart-dir",
+        default=None,
+        help="chart whose templates/crds/ to write too (default: helm/accord beside --out if it exists; '' for none)",
+    )
     crds.add_argument("--check", action="store_true", help="fail if the files differ from the models")
     crds.set_defaults(func=cmd_crds)
     validate = sub.add_parser("validate", help="validate Agent, NegotiationPolicy and Negotiation manifests")
@@ -157,11 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--webhook-url-host", default=None, help="host the API server calls (defaults to --webhook-host)")
     run.add_argument("--webhook-cert", default=None, help="serving certificate (PEM); self-signed if unset")
     run.add_argument("--webhook-key", default=None, help="key of the serving certificate (PEM)")
+    run.add_argument("--webhook-ca", default=None, help="CA bundle the API server trusts (defaults to --webhook-cert)")
     run.add_argument("--concurrency", type=int, default=16, help="workloads negotiated at once")
     run.add_argument("--peering", action="store_true", help="coordinate replicas through kopf peering")
     run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    run.add_argument(
+        "--priority-jitter",
+        type=int,
+        default=0,
+        help="add a random 0..N-1 to --priority, so that replicas started with the same flags differ",
+    )
     run.add_argument("--liveness", default=None, help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
     run.add_argument("--log-level", default=os.environ.get("ACCORD_LOG_LEVEL", "info"))
+    run.add_argument("--log-format", choices=["text", "json"], default=os.environ.get("ACCORD_LOG_FORMAT", "text"))
     run.set_defaults(func=cmd_run)
     for command, helptext in (("explain", "print a readable account of one decision"),):
         explain = sub.add_parser(command, help=helptext)
@@ -169,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         explain.add_argument("--namespace", "-n", default="default")
         explain.add_argument("--kubeconfig", default=None)
         explain.set_defaults(func=cmd_explain)
+    add_demo_parser(sub)
     for decision, verb in (("approved", "approve"), ("rejected", "reject")):
         decide = sub.add_parser(verb, help=f"{verb} a pending decision (sets accord.dev/approval={decision})")
         decide.add_argument("name")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from accord.models.common import from_wire
 from accord.models.negotiation import NegotiationSpec
 
 
 def explain(body: dict[str, Any]) -> str:
-    spec = NegotiationSpec.model_validate(body["spec"])
+    spec = from_wire(NegotiationSpec, body["spec"])
     status = body.get("status") or {}
     meta = body.get("metadata") or {}
     w = spec.workload

@@ -25,10 +25,11 @@ def run(
     sit: Any = None,
     ev: dict[str, Any] | None = None,
     trust: dict[str, float] | None = None,
+    secrets: dict[str, bytes] | None = None,
     **kw: Any,
 ) -> Outcome:
     spec = spec or policy()
-    table = seat_agents(spec, specs or agent_specs(), trust=trust)
+    table = seat_agents(spec, specs or agent_specs(), trust=trust, secrets=secrets)
     evidence = ev if ev is not None else {"performance": {"demand": demand(level=900, slope=10)}}
     return negotiate(policy=spec, situation=sit or situation(replicas=4), agents=table.seated, evidence=evidence, **kw)
 
@@ -147,7 +148,7 @@ def test_a_dropped_external_answer_lowers_only_its_own_say() -> None:
             )
         },
     }
-    outcome = run(spec=spec, specs=specs, ev=ev)
+    outcome = run(spec=spec, specs=specs, ev=ev, secrets={"oracle": b"shared-key"})
     baseline = run()
     oracle = next(p for p in outcome.proposals if p.agent == "oracle")
     assert oracle.dropped is not None and "signature" in oracle.dropped

@@ -24,6 +24,14 @@ class Candidate:
 
     replicas: int
     placement: str
+    # Candidates key every utility map and are looked up thousands of times per round: hash once.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.replicas, self.placement)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __str__(self) -> str:
         return f"{self.replicas}@{self.placement}"
@@ -159,8 +167,12 @@ class Agent(ABC, Generic[S]):
 
 
 def best_candidate(utilities: Mapping[Candidate, float], current: Candidate | None) -> Candidate | None:
+    """The candidate of highest utility; among equals, on the current pool, closest to it, then fewer replicas."""
     if not utilities:
         return None
+    best = max(utilities.values())
+    # Only the candidates of the best utility can win, so the rest of the key is computed for them alone.
+    top = list(utilities) if math.isnan(best) else [c for c, u in utilities.items() if u == best]
 
     def key(c: Candidate) -> tuple[float, int, int, int]:
         if current is None:
@@ -172,7 +184,7 @@ def best_candidate(utilities: Mapping[Candidate, float], current: Candidate | No
             -c.replicas,
         )
 
-    return max(utilities, key=key)
+    return top[0] if len(top) == 1 else max(top, key=key)
 
 
 def clamp(value: float, low: float = 0.0, high: float = 1.0) -> float:

@@ -37,8 +37,11 @@ def sign(body: bytes, secret: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def verify(body: bytes, signature: str | None, secret: bytes) -> bool:
-    return signature is not None and hmac.compare_digest(sign(body, secret), signature.strip())
+def verify(body: bytes, signature: object, secret: bytes) -> bool:
+    """A signature is only worth something with a secret: an empty key is one anyone can use."""
+    if not secret or not isinstance(signature, str):
+        return False
+    return hmac.compare_digest(sign(body, secret).encode(), signature.strip().encode("utf-8", "replace"))
 
 
 class MalformedAnswerError(ValueError):
@@ -86,7 +89,9 @@ class ExternalAgent(Agent[ExternalSettings]):
             reason = f"no usable answer from {self.settings.url}: {status}"
         elif response.labels.get("status", "ok") != "ok":
             reason = f"answer from {self.settings.url} not usable: {response.labels.get('status')}"
-        elif not verify(response.text.encode(), response.labels.get("signature"), self._secret):
+        elif not self._secret:
+            reason = "no shared secret is configured: answers cannot be verified"
+        elif not verify(response.text.encode("utf-8", "replace"), response.labels.get("signature"), self._secret):
             reason = "answer is unsigned or its HMAC-SHA256 signature does not match"
         else:
             reason = None
@@ -122,8 +127,8 @@ def parse_answer(
 ) -> tuple[dict[Candidate, float], dict[Candidate, str], float, str]:
     try:
         data: Any = json.loads(text)
-    except ValueError as exc:
-        raise MalformedAnswerError(f"not JSON ({exc})") from exc
+    except (ValueError, RecursionError) as exc:
+        raise MalformedAnswerError(f"not JSON, or nested too deeply ({type(exc).__name__})") from exc
     if not isinstance(data, dict):
         raise MalformedAnswerError("the answer must be a JSON object")
     confidence = data.get("confidence")

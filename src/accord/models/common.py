@@ -6,9 +6,10 @@ bounds become OpenAPI validation, so they are written for the person reading the
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -41,6 +42,18 @@ class Model(BaseModel):
     def to_wire(self) -> dict[str, Any]:
         """The JSON-compatible form a user would write in YAML (camelCase, no unset nulls)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def from_wire(model: type[M], data: Any) -> M:
+    """Parse what a user or the API server sent, as strictly as the CRD schema does.
+
+    JSON mode with strict types: `true` is no integer and `"30"` no number, as for the API server,
+    while strings still become enums, timestamps and URLs as JSON requires.
+    """
+    return model.model_validate_json(json.dumps(data, default=str), strict=True)
 
 
 class ConditionStatus(StrEnum):
@@ -102,4 +115,6 @@ class Toleration(Model):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to match; empty matches all."
     )
-    toleration_seconds: int | None = Field(default=None, description="How long a NoExecute taint is tolerated.")
+    toleration_seconds: int | None = Field(
+        default=None, ge=0, le=10**9, description="How long a NoExecute taint is tolerated."
+    )

@@ -204,7 +204,41 @@ HEADER = "# Generated from the pydantic models in src/accord/models by `accord c
 
 def render_crds() -> dict[str, str]:
     """File name to YAML text for every CRD."""
-    return {
-        f"{GROUP}_{d.plural}.yaml": HEADER + yaml.safe_dump(crd_manifest(d), sort_keys=False, width=100)
-        for d in DEFINITIONS
-    }
+    return {f"{GROUP}_{d.plural}.yaml": HEADER + _dump(crd_manifest(d)) for d in DEFINITIONS}
+
+
+def _dump(manifest: dict[str, Any]) -> str:
+    return yaml.safe_dump(manifest, sort_keys=False, width=100)
+
+
+CHART_HEADER = (
+    "{{- if .Values.crds.enabled }}\n"
+    "# Generated from the pydantic models in src/accord/models by `accord crds`. Do not edit.\n"
+)
+# The chart's labels, and cert-manager's convention for CRDs: `crds.keep` leaves them (and so every
+# Agent, NegotiationPolicy and Negotiation) in place when the release is uninstalled.
+CHART_METADATA = """metadata:
+  name: {name}
+  labels:
+    {{{{- include "accord.labels" . | nindent 4 }}}}
+  {{{{- if .Values.crds.keep }}}}
+  annotations:
+    helm.sh/resource-policy: keep
+  {{{{- end }}}}
+"""
+
+
+def render_chart_crds() -> dict[str, str]:
+    """File name to helm template text for every CRD: the same manifests, behind `crds.enabled`."""
+    rendered = {}
+    for d in DEFINITIONS:
+        manifest = crd_manifest(d)
+        name = manifest["metadata"]["name"]
+        # Go templates treat every `{{` as the start of an action, even inside a description.
+        text = _dump(manifest).replace("{{", '{{ "{{" }}')
+        plain = f"metadata:\n  name: {name}\n"
+        if plain not in text:
+            raise ValueError(f"unexpected metadata layout in the CRD {name}")
+        body = text.replace(plain, CHART_METADATA.format(name=name), 1)
+        rendered[f"{GROUP}_{d.plural}.yaml"] = CHART_HEADER + body + "{{- end }}\n"
+    return rendered

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pydantic import ValidationError
-from pydantic.alias_generators import to_camel
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
-    """`('spec', 'bounds', 'min_replicas')` -> `spec.bounds.minReplicas`; list indexes in brackets."""
+    """`('spec', 'bounds', 'minReplicas')` -> `spec.bounds.minReplicas`; list indexes in brackets.
+
+    Locations already carry the wire (camelCase) names the user wrote; they are kept as they are.
+    """
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -15,7 +17,7 @@ def field_path(loc: tuple[int | str, ...]) -> str:
         elif part.startswith(("function-", "constrained-")) or "[" in part:
             continue  # pydantic's internal validator names are not fields a user wrote
         else:
-            out += ("." if out else "") + (to_camel(part) if "_" in part else part)
+            out += ("." if out else "") + part
     return out or "(root)"
 
 

@@ -54,15 +54,15 @@ class EvidenceRecord(Model):
 class UtilityRecord(Model):
     replicas: int
     placement: str
-    utility: float | None = Field(default=None, description="Utility in [0, 1]; absent when vetoed.")
+    utility: float | None = Field(default=None, ge=0, le=1, description="Utility in [0, 1]; absent when vetoed.")
     veto: str | None = Field(default=None, description="Reason of a veto.")
 
 
 class ProposalRecord(Model):
     agent: str = Field(description="Agent name.")
     type: str = Field(description="Agent type.")
-    weight: float = Field(description="Effective weight: policy or agent weight times trust.")
-    trust: float = Field(description="Trust at the time of the decision.")
+    weight: float = Field(ge=0, le=1000, description="Effective weight: policy or agent weight times trust.")
+    trust: float = Field(ge=0, le=1, description="Trust at the time of the decision.")
     ideal: CandidateRecord | None = Field(default=None, description="The candidate the agent liked best.")
     confidence: float = Field(ge=0, le=1, description="How sure the agent was.")
     rationale: str = Field(description="Why, in words.")

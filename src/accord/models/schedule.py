@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import Field, field_validator
 
 from accord.models.common import Model
@@ -14,6 +14,11 @@ from accord.models.common import Model
 def validate_cron(expr: str) -> str:
     if not croniter.is_valid(expr) or len(expr.split()) != 5:
         raise ValueError(f"{expr!r} is not a valid five-field cron expression (minute hour day month weekday)")
+    try:
+        # A schedule such as "0 0 30 2 *" parses but never fires; croniter gives up looking.
+        croniter(expr, datetime(2025, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterBadDateError as exc:
+        raise ValueError(f"{expr!r} never fires (no such date)") from exc
     return expr
 
 
@@ -68,8 +73,13 @@ class FreezeWindow(Model):
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
         local = now.astimezone(ZoneInfo(self.time_zone))
-        # get_prev from one second after `now` so a window opening exactly now counts as open.
-        start: datetime = croniter(self.schedule, local + timedelta(seconds=1)).get_prev(datetime)
-        if local < start + timedelta(minutes=self.duration_minutes):
-            return start.astimezone(UTC)
+        try:
+            # get_prev from one second after `now` so a window opening exactly now counts as open.
+            start: datetime = croniter(self.schedule, local + timedelta(seconds=1)).get_prev(datetime)
+        except CroniterBadDateError:
+            return None  # never fires: validation refuses such schedules, but never crash a round
+        # The duration is elapsed time: compare in UTC, so a DST change does not stretch or shrink it.
+        opened = start.astimezone(UTC)
+        if now.astimezone(UTC) < opened + timedelta(minutes=self.duration_minutes):
+            return opened
         return None

@@ -67,21 +67,36 @@ def _argmax(
     current: Candidate,
     score: Callable[[Candidate], float],
 ) -> Candidate:
-    return max(feasible, key=lambda c: (score(c), *tiebreak(c, voters, current)))
+    """The first candidate of highest (score, *tiebreak), as `max` over `feasible` with that key.
+
+    Each voter's utilities are looked up once per candidate here rather than once per comparison
+    key, and the key is built from plain lists: this is the inner loop of every round.
+    """
+    n = len(feasible)
+    rows = [[v.utilities.get(c, 0.0) for c in feasible] for v in voters]
+    # Summed voter by voter, in voter order: the same floating-point sum as `tiebreak`'s.
+    totals = [sum(column) for column in zip(*rows, strict=True)] if rows else [0] * n
+    pool, replicas = current.placement, current.replicas
+    keys = [
+        (score(c), totals[j], int(c.placement == pool), -abs(c.replicas - replicas), -c.replicas)
+        for j, c in enumerate(feasible)
+    ]
+    return feasible[max(range(n), key=keys.__getitem__)]
 
 
 def nash(feasible: Sequence[Candidate], voters: Sequence[Voter], current: Candidate) -> Agreement:
-    """Maximise the weighted product of each agent's gain over its disagreement point.
+    """Maximise the weighted product of the agents' utilities (Nash bargaining, disagreement at 0).
 
-    The disagreement point is the agent's worst utility over the feasible set (what it could be
-    left with if the arbiter ignored it), not the status quo: with the status quo, any agent that
-    prefers inaction (cost, against a needed scale-up) could block every change. Logs keep the
-    product numerically stable; NASH_EPSILON keeps an agent's worst candidate finite.
+    The disagreement point is utility 0 for everyone, not the status quo: with the status quo,
+    any agent that prefers inaction (cost, against a needed scale-up) could block every change.
+    Nor is it each agent's worst feasible utility: that would blow a mild preference (security's
+    small wish to stay on its pool) up to a veto-like say. Utilities are on the agents' own
+    [0, 1] scale, so a mild preference stays mild. Logs keep the product stable; NASH_EPSILON
+    keeps a zero utility finite.
     """
-    floors = {v.name: min(v.u(c) for c in feasible) for v in voters}
 
     def score(c: Candidate) -> float:
-        return sum(v.weight * math.log(v.u(c) - floors[v.name] + NASH_EPSILON) for v in voters)
+        return sum(v.weight * math.log(v.u(c) + NASH_EPSILON) for v in voters)
 
     return Agreement(_argmax(feasible, voters, current, score))
 

@@ -17,6 +17,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from accord.models.common import from_wire
 from accord.models.negotiation import NegotiationSpec, Phase
 from accord.models.policy import NegotiationPolicySpec
 from accord.operator.loop import Negotiator
@@ -73,7 +74,7 @@ def check_approver(
     if policy_body is None:
         raise ApprovalRefused(f"policy {policy_key} is not known to the operator", code=409)
     try:
-        policy = NegotiationPolicySpec.model_validate(policy_body.get("spec") or {})
+        policy = from_wire(NegotiationPolicySpec, policy_body.get("spec") or {})
     except ValidationError as exc:
         raise ApprovalRefused(f"policy {policy_key} is invalid", code=409) from exc
     user = str(userinfo.get("username", ""))
@@ -97,7 +98,7 @@ def track(state: State, body: Mapping[str, Any], deleted: bool = False) -> Negot
     """Keep the newest Negotiation and the pending one of each workload in memory (rebuilt on restart)."""
     meta = body.get("metadata") or {}
     try:
-        spec = NegotiationSpec.model_validate(body.get("spec") or {})
+        spec = from_wire(NegotiationSpec, body.get("spec") or {})
     except ValidationError:
         return None
     key = f"{spec.workload.kind}/{spec.workload.namespace}/{spec.workload.name}"
@@ -137,7 +138,7 @@ async def act_on_approval(negotiator: Negotiator, body: Mapping[str, Any], *, we
     decision = _annotations(body).get(APPROVAL)
     if decision not in DECISIONS or phase not in (Phase.PENDING_APPROVAL.value, Phase.APPROVED.value):
         return
-    spec = NegotiationSpec.model_validate(body.get("spec") or {})
+    spec = from_wire(NegotiationSpec, body.get("spec") or {})
     namespace, name = meta["namespace"], meta["name"]
     key = f"{spec.workload.kind}/{spec.workload.namespace}/{spec.workload.name}"
     approver = _annotations(body).get(APPROVER) or ("(unverified: the admission webhook is off)" if not webhook else "")
@@ -191,7 +192,7 @@ async def act_on_approval(negotiator: Negotiator, body: Mapping[str, Any], *, we
         if policy_body is None:
             await negotiator.recorder.set_phase(namespace, name, Phase.FAILED, f"policy {spec.policy} is gone")
             return
-        policy = NegotiationPolicySpec.model_validate(policy_body.get("spec") or {})
+        policy = from_wire(NegotiationPolicySpec, policy_body.get("spec") or {})
         w = state.workloads.get(key)
         if w is None:
             await negotiator.recorder.set_phase(namespace, name, Phase.SUPERSEDED, "the workload is gone")

@@ -18,7 +18,7 @@ import kopf
 from pydantic import ValidationError
 
 from accord.models.agent import AgentSpec
-from accord.models.common import GROUP, VERSION
+from accord.models.common import GROUP, VERSION, from_wire
 from accord.models.errors import describe_validation_error
 from accord.negotiation.trust import TrustState
 from accord.operator import approvals, observability
@@ -196,7 +196,7 @@ async def agent_event(
     generation = int(meta.get("generation") or 0)
     status = body.get("status") or {}
     try:
-        spec, error = AgentSpec.model_validate(body.get("spec") or {}), None
+        spec, error = from_wire(AgentSpec, body.get("spec") or {}), None
     except ValidationError as exc:
         spec, error = None, describe_validation_error(exc)
     state.agents[key] = AgentEntry(

@@ -25,6 +25,7 @@ from accord.agents.base import Candidate, Situation
 from accord.metrics.evidence import EvidenceSet
 from accord.metrics.prometheus import PrometheusSource
 from accord.models.agent import AgentSpec
+from accord.models.common import from_wire
 from accord.models.errors import describe_validation_error
 from accord.models.negotiation import NegotiationSpec, Phase, Verdict, WorkloadRef
 from accord.models.policy import Mode, NegotiationPolicySpec
@@ -106,7 +107,7 @@ class Negotiator:
         generation = int((body.get("metadata") or {}).get("generation") or 0)
         observability.ROUNDS.labels(policy=key).inc()
         try:
-            spec = NegotiationPolicySpec.model_validate(body.get("spec") or {})
+            spec = from_wire(NegotiationPolicySpec, body.get("spec") or {})
         except ValidationError as exc:
             await self.invalid(namespace, name, body, "InvalidSpec", describe_validation_error(exc), generation)
             return 30.0

@@ -1,0 +1,222 @@
+"""`accord demo`: the operator at work on a local cluster, on an embedded default (top layer).
+
+Brings up a cluster (a local control plane; a kind cluster when Docker and kind are there and
+`--cluster kind` is asked for; or the cluster KUBECONFIG names with `--cluster existing`),
+Prometheus, the workload emulator replaying the bundled NYC-taxi trace, and the operator with
+the examples; then prints each negotiation as it happens until Ctrl-C (or `--duration`), and
+stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from accord.cluster import tools
+from accord.cluster.emulator import Trace, WorkloadEmulator
+from accord.cluster.local import LocalControlPlane
+from accord.cluster.prometheus import PrometheusServer
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+DEMO_NAMESPACE = "shop"
+
+
+def _kubectl(kubeconfig: Path, *args: str, input_: str | None = None) -> str:
+    result = subprocess.run(
+        [str(tools.kubectl()), f"--kubeconfig={kubeconfig}", *args],
+        input=input_,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+@contextmanager
+def _kind_cluster(workdir: Path) -> Iterator[Path]:
+    name = "accord-demo"
+    kubeconfig = workdir / "kind.kubeconfig"
+    subprocess.run(
+        ["kind", "create", "cluster", "--name", name, "--kubeconfig", str(kubeconfig), "--wait", "120s"], check=True
+    )
+    try:
+        yield kubeconfig
+    finally:
+        subprocess.run(["kind", "delete", "cluster", "--name", name], check=False)
+
+
+def _docker_ready() -> bool:
+    if shutil.which("docker") is None or shutil.which("kind") is None:
+        return False
+    probe = subprocess.run(["docker", "info"], capture_output=True, check=False, timeout=30)
+    return probe.returncode == 0
+
+
+def _workloads() -> list[dict[str, Any]]:
+    def deployment(name: str, replicas: int, labels: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": name,
+                "namespace": DEMO_NAMESPACE,
+                "labels": {"app": name, "accord.dev/negotiate": "true", **labels},
+            },
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {
+                        "nodeSelector": {"accord.dev/pool": "standard"},
+                        "containers": [{"name": name, "image": "registry.k8s.io/pause:3.9"}],
+                    },
+                },
+            },
+        }
+
+    return [
+        deployment("web", 4, {}),
+        # Sensitive: the security agent vetoes the spot pool, which lacks the hardened label.
+        deployment("payments", 3, {"accord.dev/sensitivity": "high"}),
+    ]
+
+
+def _print_changes(kubeconfig: Path, seen: dict[str, str]) -> None:
+    out = _kubectl(kubeconfig, "get", "negotiations", "-n", DEMO_NAMESPACE, "-o", "json")
+    items = sorted(json.loads(out)["items"], key=lambda n: n["metadata"]["creationTimestamp"])
+    for n in items:
+        name = n["metadata"]["name"]
+        status = n.get("status") or {}
+        phase = status.get("phase", "?")
+        if seen.get(name) == phase:
+            continue
+        seen[name] = phase
+        spec = n["spec"]
+        target = spec["outcome"]["target"]
+        vetoes = sum(1 for p in spec["proposals"] for u in p["utilities"] if u.get("veto"))
+        line = (
+            f"{time.strftime('%H:%M:%S')}  {spec['workload']['name']:<9} {phase:<16} "
+            f"{spec['current']['replicas']}@{spec['current']['placement']} -> "
+            f"{target['replicas']}@{target['placement']}"
+            f"  confidence {spec['outcome']['confidence']:.2f}"
+        )
+        if vetoes:
+            line += f"  ({vetoes} candidate vetoes)"
+        print(line, flush=True)
+        print(f"          {status.get('message') or spec['outcome']['reason']}", flush=True)
+        if phase == "PendingApproval":
+            print(
+                f"          approve: KUBECONFIG={kubeconfig} kubectl annotate negotiation -n {DEMO_NAMESPACE} "
+                f"{name} accord.dev/approval=approved",
+                flush=True,
+            )
+
+
+def run(args: argparse.Namespace) -> int:
+    stop_at = time.monotonic() + args.duration if args.duration else None
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="accord-demo-"))
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        cluster = args.cluster
+        if cluster == "auto":
+            cluster = "kind" if _docker_ready() else "local"
+        print(f"==> starting a {cluster} cluster", flush=True)
+        if cluster == "local":
+            plane = stack.enter_context(LocalControlPlane())
+            kubeconfig = Path(plane.kubeconfig)
+        elif cluster == "kind":
+            kubeconfig = stack.enter_context(_kind_cluster(workdir))
+        else:
+            kubeconfig = Path(os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config")))
+        _kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"))
+        for crd in ("agents", "negotiationpolicies", "negotiations"):
+            _kubectl(kubeconfig, "wait", "--for=condition=Established", f"crd/{crd}.accord.dev", "--timeout=60s")
+        if cluster == "local":
+            _kubectl(kubeconfig, "apply", "-f", str(EXAMPLES / "nodes.yaml"))
+        _kubectl(kubeconfig, "create", "namespace", DEMO_NAMESPACE)
+        _kubectl(
+            kubeconfig,
+            "apply",
+            "-n",
+            DEMO_NAMESPACE,
+            "-f",
+            str(EXAMPLES / "agents.yaml"),
+            "-f",
+            str(EXAMPLES / "policy.yaml"),
+        )
+        _kubectl(kubeconfig, "apply", "-f", "-", input_=yaml.safe_dump_all(_workloads()))
+
+        from kubernetes import config
+
+        api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+        emulator = stack.enter_context(WorkloadEmulator(api_client=api, startup_delay=5.0))
+        trace = Trace.from_csv(args.trace, peak=args.peak, speedup=args.speedup)
+        emulator.add_workload(DEMO_NAMESPACE, "web", demand=trace)
+        emulator.add_workload(DEMO_NAMESPACE, "payments", demand=180.0)
+        print(f"==> Prometheus scraping the emulator ({args.trace.name}, {args.speedup:g}x speed)", flush=True)
+        prometheus = stack.enter_context(PrometheusServer(targets=[emulator.target], scrape_interval="2s"))
+        log = workdir / "operator.log"
+        argv = [
+            sys.executable,
+            "-m",
+            "accord.cli",
+            "run",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--prometheus-url",
+            prometheus.url,
+            "--metrics-host",
+            "127.0.0.1",
+            "--metrics-port",
+            str(args.metrics_port),
+        ]
+        operator = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+
+        def stop_operator() -> None:
+            if operator.poll() is None:
+                os.killpg(operator.pid, signal.SIGTERM)
+                try:
+                    operator.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(operator.pid, signal.SIGKILL)
+
+        stack.callback(stop_operator)
+        print(f"==> operator running (log {log}, metrics http://127.0.0.1:{args.metrics_port}/metrics)")
+        print(f"    export KUBECONFIG={kubeconfig}   # then: kubectl get negotiations -n {DEMO_NAMESPACE}")
+        print("==> negotiations as they happen (Ctrl-C to stop):", flush=True)
+        seen: dict[str, str] = {}
+        try:
+            while stop_at is None or time.monotonic() < stop_at:
+                if operator.poll() is not None:
+                    tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+                    print(f"the operator exited with {operator.returncode}:\n{tail}", file=sys.stderr)
+                    return 1
+                try:
+                    _print_changes(kubeconfig, seen)
+                except RuntimeError as exc:
+                    print(f"(could not list negotiations: {exc})", file=sys.stderr)
+                time.sleep(2)
+        except KeyboardInterrupt:
+            print("\n==> stopping", flush=True)
+        print(_kubectl(kubeconfig, "get", "negotiations", "-n", DEMO_NAMESPACE), flush=True)
+    print("==> stopped: cluster, Prometheus, emulator and operator are gone")
+    return 0
