@@ -195,6 +195,12 @@ def add_demo_parser(sub: Any) -> None:
     demo.add_argument("--peak", type=float, default=1200.0, help="peak demand in requests per second")
     demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
     demo.add_argument("--metrics-port", type=int, default=18080)
+    demo.add_argument(
+        "--approve-after",
+        type=float,
+        default=20.0,
+        help="approve pending decisions after this many seconds, as a person would (0: never)",
+    )
     demo.set_defaults(func=cmd_demo)
 
 

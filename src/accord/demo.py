@@ -10,6 +10,7 @@ stops everything it started.
 from __future__ import annotations
 
 import argparse
+import calendar
 import json
 import os
 import shutil
@@ -99,7 +100,20 @@ def _workloads() -> list[dict[str, Any]]:
     ]
 
 
-def _print_changes(kubeconfig: Path, seen: dict[str, str]) -> None:
+def _approve_waiting(kubeconfig: Path, items: list[dict[str, Any]], after: float) -> None:
+    """Play the approver: approve what has waited `after` seconds, as a person would with kubectl."""
+    now = time.time()
+    for n in items:
+        if (n.get("status") or {}).get("phase") != "PendingApproval":
+            continue
+        created = calendar.timegm(time.strptime(n["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ"))
+        if now - created >= after:
+            name = n["metadata"]["name"]
+            print(f"{time.strftime('%H:%M:%S')}  (approving {name} after {after:.0f}s)", flush=True)
+            _kubectl(kubeconfig, "annotate", "negotiation", "-n", DEMO_NAMESPACE, name, "accord.dev/approval=approved")
+
+
+def _print_changes(kubeconfig: Path, seen: dict[str, str], approve_after: float) -> None:
     out = _kubectl(kubeconfig, "get", "negotiations", "-n", DEMO_NAMESPACE, "-o", "json")
     items = sorted(json.loads(out)["items"], key=lambda n: n["metadata"]["creationTimestamp"])
     for n in items:
@@ -111,23 +125,25 @@ def _print_changes(kubeconfig: Path, seen: dict[str, str]) -> None:
         seen[name] = phase
         spec = n["spec"]
         target = spec["outcome"]["target"]
-        vetoes = sum(1 for p in spec["proposals"] for u in p["utilities"] if u.get("veto"))
-        line = (
+        reasons = sorted({u["veto"] for p in spec["proposals"] for u in p["utilities"] if u.get("veto")})
+        print(
             f"{time.strftime('%H:%M:%S')}  {spec['workload']['name']:<9} {phase:<16} "
             f"{spec['current']['replicas']}@{spec['current']['placement']} -> "
-            f"{target['replicas']}@{target['placement']}"
-            f"  confidence {spec['outcome']['confidence']:.2f}"
+            f"{target['replicas']}@{target['placement']}  confidence {spec['outcome']['confidence']:.2f}",
+            flush=True,
         )
-        if vetoes:
-            line += f"  ({vetoes} candidate vetoes)"
-        print(line, flush=True)
         print(f"          {status.get('message') or spec['outcome']['reason']}", flush=True)
+        if reasons:
+            more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
+            print(f"          vetoed: {reasons[0]}{more}", flush=True)
         if phase == "PendingApproval":
             print(
                 f"          approve: KUBECONFIG={kubeconfig} kubectl annotate negotiation -n {DEMO_NAMESPACE} "
                 f"{name} accord.dev/approval=approved",
                 flush=True,
             )
+    if approve_after > 0:
+        _approve_waiting(kubeconfig, items, approve_after)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -171,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         emulator = stack.enter_context(WorkloadEmulator(api_client=api, startup_delay=5.0))
         trace = Trace.from_csv(args.trace, peak=args.peak, speedup=args.speedup)
         emulator.add_workload(DEMO_NAMESPACE, "web", demand=trace)
-        emulator.add_workload(DEMO_NAMESPACE, "payments", demand=180.0)
+        emulator.add_workload(DEMO_NAMESPACE, "payments", demand=420.0)
         print(f"==> Prometheus scraping the emulator ({args.trace.name}, {args.speedup:g}x speed)", flush=True)
         prometheus = stack.enter_context(PrometheusServer(targets=[emulator.target], scrape_interval="2s"))
         log = workdir / "operator.log"
@@ -211,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
                     print(f"the operator exited with {operator.returncode}:\n{tail}", file=sys.stderr)
                     return 1
                 try:
-                    _print_changes(kubeconfig, seen)
+                    _print_changes(kubeconfig, seen, args.approve_after)
                 except RuntimeError as exc:
                     print(f"(could not list negotiations: {exc})", file=sys.stderr)
                 time.sleep(2)

@@ -100,7 +100,7 @@ class Executor:
                     await asyncio.sleep(0.2 * (attempt + 1))
                     continue
                 raise
-            return Applied(target_replicas, target_placement, "scale")
+            return Applied(target_replicas, target_placement, "scale" if placement == target_placement else "placement")
         raise StaleDecision("the workload kept changing while the decision was applied")
 
     async def _scale(self, kind: str, namespace: str, name: str, resource_version: str, replicas: int) -> None:
