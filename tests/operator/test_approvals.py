@@ -1,0 +1,126 @@
+"""Who may approve, what is recorded, and how the newest record of each workload is tracked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from accord.operator.approvals import ApprovalRefused, check_approver, stamp, track
+from accord.operator.recorder import expired, merge_conditions
+from accord.operator.state import OperatorConfig, State
+
+
+def negotiation(
+    name: str = "web-deploy-1",
+    *,
+    phase: str = "PendingApproval",
+    annotations: dict[str, str] | None = None,
+    created: str = "2026-01-01T00:00:00Z",
+    target: int = 9,
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "shop", "annotations": annotations or {}, "creationTimestamp": created},
+        "spec": {
+            "workload": {"kind": "Deployment", "namespace": "shop", "name": "web"},
+            "policy": "shop/default",
+            "protocol": "nash",
+            "current": {"replicas": 3, "placement": "default"},
+            "candidates": 10,
+            "outcome": {
+                "verdict": "PendingApproval",
+                "target": {"replicas": target, "placement": "default"},
+                "confidence": 0.9,
+                "reason": "big step",
+            },
+            "decidedAt": "2026-01-01T00:00:00Z",
+        },
+        "status": {"phase": phase, "expiresAt": "2026-01-01T01:00:00Z"},
+    }
+
+
+@pytest.fixture
+def state() -> State:
+    s = State(config=OperatorConfig())
+    s.policy_bodies["shop/default"] = {
+        "spec": {"agents": [{"name": "cost"}], "approval": {"approvers": ["alice"], "approverGroups": ["sre"]}}
+    }
+    return s
+
+
+def approve(by_annotations: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    return negotiation(annotations=by_annotations), negotiation()
+
+
+@pytest.mark.parametrize(
+    ("user", "groups", "allowed"),
+    [("alice", [], True), ("bob", ["sre"], True), ("mallory", ["dev"], False), ("", [], False)],
+)
+def test_only_approvers_may_approve(state: State, user: str, groups: list[str], allowed: bool) -> None:
+    body, old = approve({"accord.dev/approval": "approved"})
+    info = {"username": user, "groups": groups}
+    if allowed:
+        check_approver(state=state, body=body, old=old, userinfo=info)
+    else:
+        with pytest.raises(ApprovalRefused, match="is not an approver of policy shop/default"):
+            check_approver(state=state, body=body, old=old, userinfo=info)
+
+
+@pytest.mark.parametrize(
+    ("annotations", "old_phase", "message"),
+    [
+        ({"accord.dev/approval": "yes"}, "PendingApproval", "must be 'approved' or 'rejected'"),
+        ({"accord.dev/approval": "approved"}, "Applied", "only a PendingApproval decision"),
+        ({"accord.dev/approver": "alice"}, "PendingApproval", "cannot be set by hand"),
+    ],
+)
+def test_malformed_or_forged_approvals_are_refused(
+    state: State, annotations: dict[str, str], old_phase: str, message: str
+) -> None:
+    with pytest.raises(ApprovalRefused, match=message):
+        check_approver(
+            state=state,
+            body=negotiation(annotations=annotations),
+            old=negotiation(phase=old_phase),
+            userinfo={"username": "alice"},
+        )
+
+
+def test_other_updates_pass_untouched(state: State) -> None:
+    check_approver(
+        state=state, body=negotiation(annotations={"note": "x"}), old=negotiation(), userinfo={"username": "anyone"}
+    )
+
+
+def test_the_approver_is_stamped_from_the_request_not_the_user() -> None:
+    body, old = approve({"accord.dev/approval": "approved", "accord.dev/approver": "someone-else"})
+    assert stamp(body, old, {"username": "alice", "groups": ["sre", "dev"]}) == {
+        "accord.dev/approver": "alice",
+        "accord.dev/approver-groups": "dev,sre",
+    }
+    assert stamp(negotiation(), negotiation(), {"username": "alice"}) == {}
+
+
+def test_tracking_keeps_the_newest_record_and_the_pending_one(state: State) -> None:
+    track(state, negotiation("web-deploy-1", created="2026-01-01T00:00:00Z"))
+    track(state, negotiation("web-deploy-2", phase="Applied", created="2026-01-01T00:05:00Z"))
+    assert state.latest["Deployment/shop/web"].name == "web-deploy-2"
+    assert state.pending["Deployment/shop/web"].name == "web-deploy-1"
+    track(state, negotiation("web-deploy-1", phase="Expired"))
+    assert "Deployment/shop/web" not in state.pending
+    track(state, negotiation("web-deploy-2", phase="Applied"), deleted=True)
+    assert "Deployment/shop/web" not in state.latest
+
+
+def test_expiry() -> None:
+    assert expired("2026-01-01T00:00:00Z", 1767225600.0)
+    assert not expired("2026-01-01T00:00:01Z", 1767225600.0)
+    assert not expired(None, 0)
+
+
+def test_conditions_keep_their_transition_time_while_unchanged() -> None:
+    old = [{"type": "Ready", "status": "True", "lastTransitionTime": "then"}]
+    same = merge_conditions(old, [{"type": "Ready", "status": "True", "lastTransitionTime": "now", "reason": "r"}])
+    flipped = merge_conditions(old, [{"type": "Ready", "status": "False", "lastTransitionTime": "now"}])
+    assert same[0]["lastTransitionTime"] == "then"
+    assert flipped[0]["lastTransitionTime"] == "now"
