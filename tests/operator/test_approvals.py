@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from accord.operator.approvals import ApprovalRefused, check_approver, stamp, track
+from accord.operator.loop import close_enough
 from accord.operator.recorder import expired, merge_conditions
 from accord.operator.state import OperatorConfig, State
 
@@ -124,3 +125,20 @@ def test_conditions_keep_their_transition_time_while_unchanged() -> None:
     flipped = merge_conditions(old, [{"type": "Ready", "status": "False", "lastTransitionTime": "now"}])
     assert same[0]["lastTransitionTime"] == "then"
     assert flipped[0]["lastTransitionTime"] == "now"
+
+
+@pytest.mark.parametrize(
+    ("pending", "new", "stands"),
+    [
+        ((12, "a"), (12, "a"), True),
+        ((12, "a"), (13, "a"), True),
+        ((30, "a"), (33, "a"), True),
+        ((30, "a"), (34, "a"), False),
+        ((12, "a"), (12, "b"), False),
+        ((2, "a"), (4, "a"), False),
+    ],
+)
+def test_a_pending_decision_stands_against_small_wobbles(
+    pending: tuple[int, str], new: tuple[int, str], stands: bool
+) -> None:
+    assert close_enough(pending, new) is stands

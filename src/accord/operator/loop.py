@@ -76,7 +76,8 @@ class Negotiator:
         url = state.config.prometheus_url
         self.prometheus = PrometheusSource(url, timeout=state.config.prometheus_timeout) if url else None
         self.session: aiohttp.ClientSession | None = None
-        self.persisted: dict[str, TrustState] = {}
+        self.persisted: dict[str, tuple[TrustState, dict[str, Any] | None]] = {}
+        self.last_proposals: dict[str, dict[str, Any]] = {}
         self.reported: dict[str, str] = {}  # policy key -> last invalid message, to post one Event per change
 
     # -- the daemon ------------------------------------------------------------------------------
@@ -216,6 +217,14 @@ class Negotiator:
                 keep_seconds=keep,
             )
             self.remember_predictions(namespace, w, outcome, now)
+            for p in outcome.proposals:
+                self.last_proposals[f"{namespace}/{p.agent}"] = {
+                    "workload": f"{w.namespace}/{w.name}",
+                    "idealReplicas": p.ideal.replicas if p.ideal else None,
+                    "idealPlacement": p.ideal.placement if p.ideal else None,
+                    "confidence": round(p.confidence, 4),
+                    "time": now_iso(now),
+                }
             log.info(
                 "decision %s: %s %s -> %s confidence=%.2f utilities={%s} gates=[%s]",
                 w.key,
@@ -273,8 +282,10 @@ class Negotiator:
             )
             return
         if outcome.verdict is Verdict.PENDING_APPROVAL:
-            if pending is not None and pending.target == (outcome.target.replicas, outcome.target.placement):
-                return
+            if pending is not None and close_enough(
+                pending.target, (outcome.target.replicas, outcome.target.placement)
+            ):
+                return  # the person is already looking at (nearly) this; don't pull it from under them
             name = await self.recorder.create(
                 workload=w,
                 spec=record,
@@ -410,22 +421,24 @@ class Negotiator:
             observability.TRUST.labels(namespace=namespace, agent=agent).set(self.state.trust[check.agent_key].trust)
 
     async def agent_status(self, namespace: str, table: Table) -> None:
-        """Persist learned trust in each Agent's status, so that it survives restarts."""
+        """Persist each Agent's learned trust (so it survives restarts) and its latest proposal."""
         for seat, _ in table.seated:
             key = f"{namespace}/{seat.name}"
-            trust = self.state.trust.get(key)
-            entry = self.state.agents.get(key)
-            if trust is None or entry is None or self.persisted.get(key) == trust:
+            trust = self.state.trust.get(key, TrustState())
+            last = self.last_proposals.get(key)
+            if key not in self.state.agents or self.persisted.get(key) == (trust, last):
                 continue
             status: dict[str, Any] = {"trust": round(trust.trust, 4), "trustSamples": trust.samples}
             if trust.mean_error is not None:
                 status["meanError"] = round(trust.mean_error, 4)
+            if last is not None:
+                status["lastProposal"] = last
             try:
                 await self.kube.patch_status("agents", namespace, seat.name, status)
             except ApiException as exc:
-                log.warning("could not record the trust of agent %s: %s", key, exc.reason)
+                log.warning("could not record the status of agent %s: %s", key, exc.reason)
                 continue
-            self.persisted[key] = trust
+            self.persisted[key] = (trust, last)
 
     # -- status --------------------------------------------------------------------------------------
     async def invalid(
@@ -510,6 +523,12 @@ class Negotiator:
             "conditions": conditions,
         }
         await self.kube.patch_status("negotiationpolicies", namespace, name, status)
+
+
+def close_enough(pending: tuple[int, str], new: tuple[int, str]) -> bool:
+    """A pending decision stands while newer ones differ by a replica or 10%, on the same pool: a
+    forecast that wobbles must not keep replacing what a person is about to approve."""
+    return pending[1] == new[1] and abs(pending[0] - new[0]) <= max(1, round(0.1 * pending[0]))
 
 
 def observe(check: PendingCheck, evidence: EvidenceSet) -> float | None:
