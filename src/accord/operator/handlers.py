@@ -146,7 +146,7 @@ def _workload_event(kind: str, event: kopf.RawEvent, body: kopf.Body, memo: kopf
         dict(before.labels),
         before.paused,
     ) != (view.replicas, dict(view.node_selector), view.generation, dict(view.labels), view.paused):
-        state.wake()  # a marked change of the workload itself: renegotiate promptly
+        state.wake_for(view)  # a marked change of the workload itself: renegotiate promptly
 
 
 @kopf.on.event("apps", "v1", "deployments")

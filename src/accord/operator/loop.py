@@ -54,6 +54,7 @@ from accord.operator.workloads import WorkloadView, current_placement, pools, se
 
 log = logging.getLogger(__name__)
 
+MIN_ROUND_GAP = 3.0
 VERDICT_PHASE = {Verdict.HOLD: Phase.HELD, Verdict.IMPASSE: Phase.IMPASSE}
 
 
@@ -97,6 +98,9 @@ class Negotiator:
                     log.exception("round of policy %s failed; retrying next interval", key)
             self.health.beat()
             deadline = started + interval
+            # Wake-ups (a workload or the policy changed) may bring the next round forward, but
+            # not closer than MIN_ROUND_GAP: a burst of events must not turn into a burst of rounds.
+            await asyncio.sleep(max(0.0, min(interval, MIN_ROUND_GAP) - (time.monotonic() - started)))
             while not stopped and time.monotonic() < deadline and not wake.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=min(1.0, max(0.01, deadline - time.monotonic())))
@@ -261,7 +265,9 @@ class Negotiator:
         sig = signature(record)
         limit = spec.history_limit
         if outcome.verdict is Verdict.NO_CHANGE:
-            if pending is not None:
+            # Only a real agreement on the status quo retires a pending decision; "no change because
+            # metrics are missing" or "held back by stabilization" says nothing against it.
+            if pending is not None and not outcome.gates:
                 await self.supersede(pending.namespace, pending.name, "the agents now agree to keep the current state")
             return
         if outcome.verdict in VERDICT_PHASE:

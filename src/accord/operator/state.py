@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from accord.models.agent import AgentSpec
+from accord.models.common import from_wire
+from accord.models.policy import NegotiationPolicySpec
 from accord.negotiation.rules import History
 from accord.negotiation.trust import TrustState
-from accord.operator.workloads import WorkloadView
+from accord.operator.workloads import WorkloadView, selects
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class State:
     wakeups: dict[str, asyncio.Event] = field(default_factory=dict)  # policy namespace/name
     policy_bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)  # workload key: one writer at a time
+    policy_cache: dict[str, tuple[str, NegotiationPolicySpec | None]] = field(default_factory=dict)
 
     def wake(self, policy_key: str | None = None) -> None:
         targets = [policy_key] if policy_key else list(self.wakeups)
@@ -95,6 +98,26 @@ class State:
             event = self.wakeups.get(key)
             if event is not None:
                 event.set()
+
+    def wake_for(self, workload: WorkloadView) -> None:
+        """Wake the policies that select this workload (only those whose spec parses)."""
+        for key, body in list(self.policy_bodies.items()):
+            spec = self.parsed_policy(key, body)
+            if spec is not None and selects(spec, key.split("/", 1)[0], workload):
+                self.wake(key)
+
+    def parsed_policy(self, key: str, body: Mapping[str, Any]) -> NegotiationPolicySpec | None:
+        """The policy's spec, parsed once per resourceVersion; None while it is invalid."""
+        version = str((body.get("metadata") or {}).get("resourceVersion", ""))
+        cached = self.policy_cache.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        try:
+            spec: NegotiationPolicySpec | None = from_wire(NegotiationPolicySpec, body.get("spec") or {})
+        except ValueError:
+            spec = None
+        self.policy_cache[key] = (version, spec)
+        return spec
 
     def lock(self, workload_key: str) -> asyncio.Lock:
         return self.locks.setdefault(workload_key, asyncio.Lock())
