@@ -118,7 +118,9 @@ def track(state: State, body: Mapping[str, Any], deleted: bool = False) -> Negot
         if deleted and table.get(key) is not None and table[key].name == rec.name:
             del table[key]
     if deleted:
+        state.records.get(key, {}).pop(rec.name, None)
         return spec
+    state.records.setdefault(key, {})[rec.name] = (rec.created, rec.phase)
     current = state.latest.get(key)
     if current is None or (current.created, current.name) <= (rec.created, rec.name) or current.name == rec.name:
         state.latest[key] = rec

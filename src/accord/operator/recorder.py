@@ -132,6 +132,7 @@ class Recorder:
         )
         if phase is Phase.PENDING_APPROVAL:
             self.state.pending[workload.key] = self.state.latest[workload.key]
+        self.state.records.setdefault(workload.key, {})[name] = (now_iso(now), phase.value)
         observability.DECISIONS.labels(verdict=spec.outcome.verdict.value, phase=phase.value).inc()
         await self.prune(workload, history_limit)
         return name
@@ -145,17 +146,26 @@ class Recorder:
                     rec.phase = phase.value
                     if table is self.state.pending and phase.value != Phase.PENDING_APPROVAL.value:
                         del table[key]
+        for known in self.state.records.values():
+            if name in known:
+                known[name] = (known[name][0], phase.value)
         observability.DECISIONS.labels(verdict="-", phase=phase.value).inc()
 
     async def prune(self, workload: WorkloadView, limit: int) -> None:
-        """Keep the newest `limit` records of a workload; never drop one that still waits or acts."""
-        selector = f"{LABEL_WORKLOAD}={workload.name[:63]},{LABEL_KIND}={workload.kind}"
-        items = await self.kube.list_custom(PLURAL, workload.namespace, selector)
-        items.sort(key=lambda o: (o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]), reverse=True)
-        for item in items[limit:]:
-            if (item.get("status") or {}).get("phase") in KEEP_PHASES:
+        """Keep the newest `limit` records of a workload; never drop one that still waits or acts.
+
+        The records are known from the watch (`State.records`), so this costs no list request
+        until there is something to delete.
+        """
+        known = self.state.records.get(workload.key, {})
+        if len(known) <= limit:
+            return
+        newest_first = sorted(known.items(), key=lambda kv: (kv[1][0], kv[0]), reverse=True)
+        for name, (_, phase) in newest_first[limit:]:
+            if phase in KEEP_PHASES:
                 continue
-            await self.kube.delete_custom(PLURAL, workload.namespace, item["metadata"]["name"])
+            await self.kube.delete_custom(PLURAL, workload.namespace, name)
+            known.pop(name, None)
 
     async def event(
         self,

@@ -87,6 +87,8 @@ class State:
     checks: list[PendingCheck] = field(default_factory=list)
     latest: dict[str, LatestRecord] = field(default_factory=dict)  # workload key -> newest Negotiation
     pending: dict[str, LatestRecord] = field(default_factory=dict)  # workload key -> PendingApproval one
+    # workload key -> {Negotiation name: (creation time, phase)}, from the watch, for the history limit
+    records: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
     wakeups: dict[str, asyncio.Event] = field(default_factory=dict)  # policy namespace/name
     policy_bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)  # workload key: one writer at a time
