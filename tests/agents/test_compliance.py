@@ -193,7 +193,8 @@ def test_confidence_is_full_and_clock_is_recorded() -> None:
     assert proposal.confidence == 1.0
     clock, locations = proposal.evidence
     assert clock.source is Source.CLOCK
-    assert clock.value == NOW
+    assert clock.timestamp == NOW
+    assert clock.text == "2025-06-15 15:06 UTC"
     assert clock.query == "berlin-evening: 0 17 * * 0 Europe/Berlin 30m"
     assert locations.source is Source.NODES
     assert locations.text == "spot: eu-west-1 / eu-west-1a; standard: eu-west-1 / eu-west-1a,eu-west-1b"

@@ -171,8 +171,17 @@ def best_candidate(utilities: Mapping[Candidate, float], current: Candidate | No
     if not utilities:
         return None
     best = max(utilities.values())
-    # Only the candidates of the best utility can win, so the rest of the key is computed for them alone.
-    top = list(utilities) if math.isnan(best) else [c for c, u in utilities.items() if u == best]
+    if math.isnan(best):
+        top = list(utilities)  # NaN compares unequal to itself: fall back to the full key over all candidates
+    else:
+        # Only the candidates of the best utility can win; among them the utility no longer decides.
+        top = [c for c, u in utilities.items() if u == best]
+        if len(top) == 1:
+            return top[0]
+        if current is None:
+            return max(top, key=lambda c: -c.replicas)
+        pool, replicas = current.placement, current.replicas
+        return max(top, key=lambda c: (c.placement == pool, -abs(c.replicas - replicas), -c.replicas))
 
     def key(c: Candidate) -> tuple[float, int, int, int]:
         if current is None:
@@ -184,7 +193,7 @@ def best_candidate(utilities: Mapping[Candidate, float], current: Candidate | No
             -c.replicas,
         )
 
-    return top[0] if len(top) == 1 else max(top, key=key)
+    return max(top, key=key)
 
 
 def clamp(value: float, low: float = 0.0, high: float = 1.0) -> float:

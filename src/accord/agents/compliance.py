@@ -65,7 +65,7 @@ class ComplianceAgent(Agent[ComplianceSettings]):
                 query=", ".join(
                     f"{w.name}: {w.schedule} {w.time_zone} {w.duration_minutes}m" for w in s.freeze_windows
                 ),
-                value=situation.now,
+                text=now.strftime("%Y-%m-%d %H:%M UTC"),
                 timestamp=situation.now,
                 samples=1,
             )

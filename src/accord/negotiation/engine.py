@@ -9,6 +9,7 @@ person must approve. It does no I/O and reads no clock: `situation.now` is the t
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -111,9 +112,11 @@ def negotiate(
         placements=[p.name for p in policy.placements],
         wishes=wishes,
     )
-    budget_vetoes = {
-        c: "over the policy's budget" for c in all_candidates if over_budget(c, policy.rules, situation.pools)
-    }
+    budget_vetoes = (
+        {c: "over the policy's budget" for c in all_candidates if over_budget(c, policy.rules, situation.pools)}
+        if policy.rules.budget.max_cost_per_hour is not None
+        else {}
+    )
     given = proposals or {}
     made = tuple(
         given.get(seat.name) or agent.propose(situation, all_candidates, evidence.get(seat.name, {}))
@@ -169,7 +172,7 @@ def negotiate(
     concessions = tuple(
         Concession(
             agent=s.name,
-            ideal_utility=max(p.utility(c) for c in feasible),
+            ideal_utility=max([p.utilities.get(c, 0.0) for c in feasible]),
             agreed_utility=p.utility(target),
         )
         for s, p in voting
@@ -212,12 +215,19 @@ def negotiate(
 
 
 def _confidence(voting: Sequence[tuple[Seat, Proposal]]) -> float:
-    """Trust-weighted mean confidence; agents whose metrics are missing are handled by their own rule."""
+    """Trust-weighted geometric mean of the agents' confidences.
+
+    Geometric, not arithmetic: one heavily weighted agent that is unsure (the performance agent on
+    its first sample) must be able to hold a decision that three sure but indifferent agents would
+    otherwise carry. Agents whose metrics are missing are handled by the missing-metrics rule.
+    """
     counted = [(s.effective_weight, p.confidence) for s, p in voting if not p.metrics_missing]
     total = sum(w for w, _ in counted)
     if total <= 0:
         return 1.0 if not counted else 0.0
-    return sum(w * c for w, c in counted) / total
+    if any(c <= 0 and w > 0 for w, c in counted):
+        return 0.0
+    return math.exp(sum(w * math.log(c) for w, c in counted if w > 0) / total)
 
 
 def _verdict(current: Candidate, target: Candidate, gates: Sequence[Gate], note: str) -> tuple[Verdict, Candidate, str]:
