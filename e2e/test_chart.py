@@ -1,0 +1,371 @@
+"""The helm chart on a real API server.
+
+- `helm install` into a namespace of its own: the objects are created, and the operator's Pod is
+  created and stays Pending (the local control plane has no kubelet; that is expected).
+- Every rendering of helm/accord/ci/*-values.yaml passes the API server's own validation
+  (`kubectl apply --dry-run=server`): the CRDs' structural schemas, RBAC, the Deployment.
+- The operator runs out of the cluster with the bearer token of the chart's ServiceAccount and passes
+  the scale-up, approval and audit scenarios of test_operator.py, approval webhook on: the chart's
+  RBAC is enough, for the webhook configurations too.
+- `kubectl auth can-i` as that ServiceAccount: what it may do and what it may not.
+- `helm uninstall` keeps the CRDs with crds.keep and removes them without.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from operator_process import OperatorProcess
+from providers import REPO_ROOT, Cluster, wait_until
+from test_operator import (  # noqa: F401 - the fixtures, and the scenarios that run again under the chart's identity
+    accord_prometheus,
+    crds,
+    operator,
+    prometheus_port,
+    test_a_large_step_waits_for_an_approvers_annotation,
+    test_audit_mode_records_but_never_patches,
+    test_rising_load_is_met_by_a_negotiated_scale_up,
+)
+
+CHART = REPO_ROOT / "helm" / "accord"
+CASES = sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml"))
+ACCORD_CRDS = ("agents.accord.dev", "negotiationpolicies.accord.dev", "negotiations.accord.dev")
+# Kinds of other projects' CRDs, which this cluster does not have: checked in tests/chart instead.
+FOREIGN_APIS = {"monitoring.coreos.com/v1", "cert-manager.io/v1"}
+# Namespaces the ci value sets name (watchNamespaces, externalAgentSecrets).
+CI_NAMESPACES = ("accord-ci-shop", "accord-ci-web")
+
+
+def suffix() -> str:
+    return secrets.token_hex(3)
+
+
+def docs_of(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def wait_for_crds(cluster: Cluster, names: tuple[str, ...] = ACCORD_CRDS) -> None:
+    for name in names:
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+
+
+def can_i(cluster: Cluster, kubeconfig: Path, *query: str) -> bool:
+    result = cluster.kubectl("auth", "can-i", *query, kubeconfig=kubeconfig, check=False)
+    answer = result.stdout.strip()
+    assert answer in {"yes", "no"}, result.stderr
+    return answer == "yes"
+
+
+# -- the release and its identity ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def release(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """(release, namespace): the chart with the webhook on; the CRDs come from crds/, as in test_operator.py."""
+    if cluster.provider == "kind":
+        pytest.skip("the kind provider installs the chart and runs the operator in the cluster itself")
+    request.getfixturevalue("crds")
+    name = f"accord-e2e-{suffix()}"
+    namespace = name
+    cluster.helm(
+        "install",
+        name,
+        str(CHART),
+        f"--namespace={namespace}",
+        "--create-namespace",
+        "--set=crds.enabled=false",
+        "--set=webhook.enabled=true",
+        "--set=prometheus.url=http://prometheus.monitoring.svc:9090",
+    )
+    try:
+        yield name, namespace
+    finally:
+        cluster.helm("uninstall", name, f"--namespace={namespace}", check=False)
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def service_account_token(cluster: Cluster, name: str, namespace: str) -> tuple[str, str | None]:
+    """The ServiceAccount's token and CA: from its token Secret (created by 1.20's token controller), else a TokenRequest."""
+
+    def token_secret() -> str | None:
+        account = json.loads(cluster.kubectl("get", "serviceaccount", name, "-n", namespace, "-o", "json").stdout)
+        found = [s["name"] for s in account.get("secrets") or [] if "token" in s["name"]]
+        return found[0] if found else None
+
+    try:
+        secret_name = wait_until(token_secret, timeout=15, message=f"the token Secret of {namespace}/{name}")
+    except AssertionError:
+        # Kubernetes 1.24 and later no longer create token Secrets.
+        token = cluster.kubectl("create", "token", name, "-n", namespace, "--duration=2h").stdout.strip()
+        return token, None
+    secret = json.loads(cluster.kubectl("get", "secret", secret_name, "-n", namespace, "-o", "json").stdout)
+    return base64.b64decode(secret["data"]["token"]).decode(), secret["data"]["ca.crt"]
+
+
+@pytest.fixture(scope="module")
+def chart_identity(cluster: Cluster, release: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig with the bearer token of the chart's ServiceAccount and the cluster's CA: not the admin's."""
+    name, namespace = release
+    token, ca_data = service_account_token(cluster, name, namespace)
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = next(c["context"] for c in admin["contexts"] if c["name"] == admin["current-context"])
+    entry = dict(next(c["cluster"] for c in admin["clusters"] if c["name"] == context["cluster"]))
+    if ca_data is not None:
+        entry.pop("certificate-authority", None)
+        entry["certificate-authority-data"] = ca_data
+    elif "certificate-authority" in entry:
+        path = Path(entry.pop("certificate-authority"))
+        path = path if path.is_absolute() else cluster.kubeconfig.parent / path
+        entry["certificate-authority-data"] = base64.b64encode(path.read_bytes()).decode()
+    user = f"system:serviceaccount:{namespace}:{name}"
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": entry}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "chart", "context": {"cluster": "e2e", "user": user}}],
+        "current-context": "chart",
+    }
+    path = tmp_path_factory.mktemp("chart-identity") / "service-account.kubeconfig"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="module")
+def operator_kubeconfig(chart_identity: Path) -> Path:
+    """test_operator.py's operator fixture runs the operator as the chart's ServiceAccount in this module."""
+    return chart_identity
+
+
+# -- the install --------------------------------------------------------------------------------------------------
+def test_the_chart_installs_and_its_pod_waits_for_a_kubelet(cluster: Cluster, release: tuple[str, str]) -> None:
+    name, namespace = release
+    status = json.loads(cluster.helm("status", name, f"--namespace={namespace}", "-o", "json").stdout)
+    assert status["info"]["status"] == "deployed"
+    assert "accord.dev/approval=approved" in status["info"]["notes"]
+    deployment = json.loads(cluster.kubectl("get", "deployment", name, "-n", namespace, "-o", "json").stdout)
+    pod_spec = deployment["spec"]["template"]["spec"]
+    assert pod_spec["serviceAccountName"] == name
+    assert "--webhook" in pod_spec["containers"][0]["args"]
+
+    def pending_pod() -> dict[str, Any] | None:
+        pods = json.loads(
+            cluster.kubectl(
+                "get", "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={name}", "-o", "json"
+            ).stdout
+        )["items"]
+        operators = [p for p in pods if "helm.sh/hook" not in (p["metadata"].get("annotations") or {})]
+        return operators[0] if operators else None
+
+    pod = wait_until(pending_pod, timeout=30, message="the operator's Pod")
+    assert pod["status"]["phase"] == "Pending", "no kubelet runs it on the local control plane"
+    assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    hooks = cluster.helm("get", "hooks", name, f"--namespace={namespace}").stdout
+    assert "helm.sh/hook: test" in hooks
+
+
+def test_the_scenarios_ran_as_the_chart_service_account_without_a_denial(
+    request: pytest.FixtureRequest, chart_identity: Path
+) -> None:
+    """After the scenarios imported above: the operator held the chart's token, and the API server never said no."""
+    process: OperatorProcess = request.getfixturevalue("operator")
+    assert process.kubeconfig == chart_identity
+    user = yaml.safe_load(chart_identity.read_text())["users"][0]
+    assert set(user["user"]) == {"token"}, "a bearer token, not the admin's client certificate"
+    log = process.log_path.read_text(errors="replace")
+    assert "Reconfiguring the validating webhook accord.dev" in log
+    assert "Reconfiguring the mutating webhook accord.dev" in log
+    # RBAC refusals read `... is forbidden: User "system:serviceaccount:..." cannot ...`; kopf adds its own words.
+    for denial in ("is forbidden: User", "Not enough RBAC permissions", "Not enough permissions"):
+        assert denial not in log, f"{denial!r} in the operator's log {process.log_path}"
+    # Accord's own calls: a 403 may only be an Event posted into a namespace being deleted as a scenario ends
+    # (NamespaceLifecycle refuses it, whoever asks); `create events` itself is allowed, see below.
+    refused = [
+        re.search(r'operation="([^"]*)"', line).group(1)  # type: ignore[union-attr]
+        for line in process.metrics().splitlines()
+        if line.startswith("accord_api_errors_total{") and 'code="403"' in line
+    ]
+    assert set(refused) <= {"create events"}, refused
+
+
+# -- what the ServiceAccount may do -------------------------------------------------------------------------------
+MAY = [
+    ("patch", "deployments", "--subresource=scale", "--all-namespaces"),
+    ("update", "deployments", "--subresource=scale", "--all-namespaces"),
+    ("update", "statefulsets", "--subresource=scale", "--all-namespaces"),
+    ("patch", "deployments", "--all-namespaces"),
+    ("patch", "horizontalpodautoscalers.autoscaling", "--all-namespaces"),
+    ("list", "nodes"),
+    ("create", "negotiations.accord.dev", "--all-namespaces"),
+    ("patch", "negotiations.accord.dev", "--subresource=status", "--all-namespaces"),
+    ("create", "events", "--all-namespaces"),
+    ("patch", "validatingwebhookconfigurations/accord.dev"),
+    ("patch", "mutatingwebhookconfigurations/accord.dev"),
+]
+MAY_NOT = [
+    ("get", "secrets", "--all-namespaces"),
+    ("list", "secrets", "--all-namespaces"),
+    ("watch", "secrets", "--all-namespaces"),
+    ("get", "secrets", "--namespace=default"),
+    ("delete", "deployments", "--all-namespaces"),
+    ("create", "deployments", "--all-namespaces"),
+    ("delete", "statefulsets", "--all-namespaces"),
+    ("create", "pods", "--all-namespaces"),
+    ("delete", "pods", "--all-namespaces"),
+    ("create", "pods", "--subresource=exec", "--all-namespaces"),
+    ("patch", "nodes"),
+    ("delete", "nodes"),
+    ("patch", "negotiations.accord.dev", "--all-namespaces"),
+    ("delete", "customresourcedefinitions"),
+    ("create", "clusterrolebindings"),
+    ("patch", "validatingwebhookconfigurations/some-other-webhook"),
+    ("delete", "validatingwebhookconfigurations/accord.dev"),
+    ("create", "serviceaccounts", "--subresource=token", "--all-namespaces"),
+]
+
+
+@pytest.mark.parametrize("query", MAY, ids=" ".join)
+def test_the_service_account_may(cluster: Cluster, chart_identity: Path, query: tuple[str, ...]) -> None:
+    assert can_i(cluster, chart_identity, *query)
+
+
+@pytest.mark.parametrize("query", MAY_NOT, ids=" ".join)
+def test_the_service_account_may_not(cluster: Cluster, chart_identity: Path, query: tuple[str, ...]) -> None:
+    assert not can_i(cluster, chart_identity, *query)
+
+
+def test_the_identity_is_the_service_account(cluster: Cluster, chart_identity: Path, release: tuple[str, str]) -> None:
+    name, namespace = release
+    denied = cluster.kubectl("get", "secrets", "-n", namespace, kubeconfig=chart_identity, check=False)
+    assert denied.returncode != 0
+    assert f"system:serviceaccount:{namespace}:{name}" in denied.stderr
+
+
+# -- every rendering, validated by the API server -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dry_run_namespace(cluster: Cluster) -> Iterator[str]:
+    """A release namespace and the ci value sets' namespaces; kopf's peering CRDs, as helm installs them from crds/."""
+    namespace = f"accord-e2e-render-{suffix()}"
+    created = []
+    for ns in (namespace, *CI_NAMESPACES):
+        if cluster.kubectl("get", "namespace", ns, check=False).returncode != 0:
+            cluster.kubectl("create", "namespace", ns)
+            created.append(ns)
+    # The helm test Pod is admitted only once the namespace's default ServiceAccount exists.
+    wait_until(
+        lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0,
+        timeout=30,
+        message=f"the default ServiceAccount in {namespace}",
+    )
+    cluster.kubectl("apply", "-f", str(CHART / "crds"))
+    wait_for_crds(cluster, ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"))
+    try:
+        yield namespace
+    finally:
+        for ns in created:
+            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.mark.usefixtures("crds")
+@pytest.mark.parametrize("case", CASES)
+def test_the_rendering_passes_server_side_validation(cluster: Cluster, dry_run_namespace: str, case: str) -> None:
+    version = json.loads(cluster.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+    rendered = cluster.helm(
+        "template",
+        "accord",
+        str(CHART),
+        f"--namespace={dry_run_namespace}",
+        f"--values={CHART / 'ci' / f'{case}-values.yaml'}",
+        f"--kube-version={version}",
+    ).stdout
+    served = set(cluster.kubectl("api-versions").stdout.split())
+    docs = docs_of(rendered)
+    checked = [d for d in docs if d["apiVersion"] in served]
+    unserved = {d["apiVersion"] for d in docs} - served
+    assert unserved <= FOREIGN_APIS, f"rendered for APIs this server lacks: {unserved - FOREIGN_APIS}"
+    result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(checked))
+    accepted = [line for line in result.stdout.splitlines() if line.endswith("(server dry run)")]
+    assert len(accepted) == len(checked), result.stdout
+
+
+# -- CRDs on uninstall --------------------------------------------------------------------------------------------
+def crd_annotations(cluster: Cluster, name: str) -> dict[str, str] | None:
+    found = cluster.kubectl("get", "crd", name, "-o", "json", check=False)
+    if found.returncode != 0:
+        return None
+    annotations: dict[str, str] = json.loads(found.stdout)["metadata"].get("annotations") or {}
+    return annotations
+
+
+def restore_crds(cluster: Cluster) -> None:
+    """Back to the state of the other modules: CRDs applied from crds/, owned by no release."""
+    for name in ACCORD_CRDS:
+        wait_until(
+            lambda name=name: crd_annotations(cluster, name) is None or not crd_deleting(cluster, name),
+            timeout=60,
+            message=f"{name} to finish deleting",
+        )
+    cluster.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
+    wait_for_crds(cluster)
+    for name in ACCORD_CRDS:
+        cluster.kubectl(
+            "annotate",
+            "crd",
+            name,
+            "meta.helm.sh/release-name-",
+            "meta.helm.sh/release-namespace-",
+            "helm.sh/resource-policy-",
+        )
+        cluster.kubectl("label", "crd", name, "app.kubernetes.io/managed-by-", "helm.sh/chart-")
+
+
+def crd_deleting(cluster: Cluster, name: str) -> bool:
+    found = cluster.kubectl("get", "crd", name, "-o", "json", check=False)
+    return found.returncode == 0 and bool(json.loads(found.stdout)["metadata"].get("deletionTimestamp"))
+
+
+@pytest.mark.usefixtures("crds")
+@pytest.mark.parametrize("keep", [True, False], ids=["crds.keep=true", "crds.keep=false"])
+def test_uninstall_keeps_the_crds_only_when_asked(cluster: Cluster, keep: bool) -> None:
+    """A release of its own, installing the CRDs (taking them over from `kubectl apply`); they are restored after."""
+    if cluster.provider == "kind":
+        pytest.skip("the kind provider's release owns the CRDs")
+    name = f"accord-crds-{suffix()}"
+    try:
+        cluster.helm(
+            "install",
+            name,
+            str(CHART),
+            f"--namespace={name}",
+            "--create-namespace",
+            "--take-ownership",
+            "--set=crds.enabled=true",
+            f"--set=crds.keep={str(keep).lower()}",
+        )
+        for crd in ACCORD_CRDS:
+            annotations = crd_annotations(cluster, crd)
+            assert annotations is not None
+            assert annotations["meta.helm.sh/release-name"] == name
+            assert (annotations.get("helm.sh/resource-policy") == "keep") is keep
+        uninstalled = cluster.helm("uninstall", name, f"--namespace={name}", "--wait")
+        if keep:
+            assert all(crd_annotations(cluster, crd) is not None for crd in ACCORD_CRDS)
+            assert "kept due to the resource policy" in uninstalled.stdout + uninstalled.stderr
+        else:
+            wait_until(
+                lambda: all(crd_annotations(cluster, crd) is None for crd in ACCORD_CRDS),
+                timeout=60,
+                message="the CRDs to be removed",
+            )
+    finally:
+        cluster.helm("uninstall", name, f"--namespace={name}", check=False)
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+        restore_crds(cluster)

@@ -1,0 +1,668 @@
+"""The helm chart in helm/accord, rendered by the real helm for each value set in its ci/ directory.
+
+No cluster: documents are checked for their structure and for what they grant. e2e/test_chart.py
+sends the same renderings to an API server (`kubectl apply --dry-run=server`) and runs the operator
+under the chart's ServiceAccount.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from accord.cli import main
+from accord.cluster import tools
+from accord.models.crd import render_chart_crds, render_crds
+from accord.operator import observability
+from tests.models.test_crds import schema_nodes
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "accord"
+CASES = sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml"))
+RELEASE, NAMESPACE = "accord", "accord-system"
+SERVICE_ACCOUNT = ("accord", NAMESPACE)
+CLUSTER_SCOPED = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering", "Namespace"}
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+@functools.cache
+def helm_binary() -> str:
+    try:
+        return str(tools.helm())
+    except tools.ToolNotFoundError as exc:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(str(exc), pytrace=False)
+        pytest.skip(str(exc))
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([helm_binary(), *args], capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+    return result
+
+
+def values_file(case: str) -> Path:
+    return CHART / "ci" / f"{case}-values.yaml"
+
+
+def case_values(case: str) -> dict[str, Any]:
+    loaded = yaml.safe_load(values_file(case).read_text())
+    return loaded or {}
+
+
+@functools.cache
+def rendered(case: str, *sets: str) -> tuple[dict[str, Any], ...]:
+    argv = ["template", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(values_file(case))]
+    for assignment in sets:
+        argv += ["--set", assignment]
+    out = helm(*argv).stdout
+    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+
+
+def of_kind(docs: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: tuple[dict[str, Any], ...], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in of_kind(docs, kind) if name is None or d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{len(found)} {kind} named {name}"
+    return found[0]
+
+
+def container(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    (operator,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return dict(operator)
+
+
+def grants(docs: tuple[dict[str, Any], ...]) -> set[tuple[str, str, str, str, tuple[str, ...]]]:
+    """(where, apiGroup, resource, verb, resourceNames) the operator's ServiceAccount holds: where is `*` or a namespace."""
+    roles = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs}
+    held = set()
+    for binding in of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding"):
+        subjects = {(s["name"], s.get("namespace")) for s in binding["subjects"] if s["kind"] == "ServiceAccount"}
+        if SERVICE_ACCOUNT not in subjects:
+            continue
+        where = binding["metadata"].get("namespace") or "*"
+        ref = binding["roleRef"]
+        role = roles[(ref["kind"], None if ref["kind"] == "ClusterRole" else where, ref["name"])]
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        held.add((where, group, resource, verb, tuple(rule.get("resourceNames", ()))))
+    return held
+
+
+# --- the chart as a whole ---------------------------------------------------------------------------------------
+
+
+def test_every_value_set_is_covered() -> None:
+    assert {"default", "crds-disabled", "crds-not-kept", "ha", "webhook-cert-secret", "monitoring"} <= set(CASES)
+    assert "watched-namespaces" in CASES
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_helm_lint_strict(case: str) -> None:
+    result = helm("lint", "--strict", str(CHART), "-f", str(values_file(case)))
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_chart_metadata_matches_the_package() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert chart["apiVersion"] == "v2"
+    assert chart["appVersion"] == project["version"] == "0.1.0"
+    assert container(rendered("default"))["image"] == f"accord-operator:{chart['appVersion']}"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_document_is_a_named_kubernetes_object(case: str) -> None:
+    for doc in rendered(case):
+        assert doc.get("apiVersion") and doc.get("kind"), doc
+        meta = doc.get("metadata") or {}
+        assert meta.get("name"), doc
+        assert meta.get("labels", {}).get("app.kubernetes.io/part-of") == "accord", (doc["kind"], meta["name"])
+        if doc["kind"] not in CLUSTER_SCOPED:
+            assert meta.get("namespace"), f"{doc['kind']}/{meta['name']} has no namespace"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_names_are_unique(case: str) -> None:
+    keys = [(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in rendered(case)]
+    assert len(keys) == len(set(keys))
+
+
+# --- the Deployment ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_operator_runs_locked_down(case: str) -> None:
+    docs = rendered(case)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["serviceAccountName"] == "accord"
+    ctx = container(docs)["securityContext"]
+    assert ctx["runAsNonRoot"] is True
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "privileged" not in ctx
+    mounts = {m["mountPath"] for m in container(docs)["volumeMounts"]}
+    assert "/tmp" in mounts, "a writable /tmp on a read-only root filesystem"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_probes_are_on_the_metrics_port(case: str) -> None:
+    operator = container(rendered(case))
+    ports = {p["name"]: p["containerPort"] for p in operator["ports"]}
+    assert ports["metrics"] == 8080
+    assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert operator["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert "--metrics-port=8080" in operator["args"]
+
+
+ARGS: dict[str, tuple[set[str], set[str]]] = {
+    # case: (flags present, flag names absent)
+    "default": (
+        {"--log-level=info", "--log-format=text"},
+        {"--peering", "--webhook", "--namespace", "--prometheus-url"},
+    ),
+    "ha": (
+        {
+            "--peering",
+            "--priority=100",
+            "--priority-jitter=1000000",
+            "--prometheus-url=http://prometheus-operated.monitoring.svc:9090",
+        },
+        {"--webhook", "--namespace"},
+    ),
+    "watched-namespaces": (
+        {"--namespace=accord-ci-shop", "--namespace=accord-ci-web", "--log-format=json", "--log-level=debug"},
+        {"--peering"},
+    ),
+    "webhook-cert-secret": (
+        {
+            "--webhook",
+            "--webhook-host=0.0.0.0",
+            "--webhook-port=9443",
+            "--webhook-url-host=accord-webhook.accord-system.svc",
+            "--webhook-cert=/etc/accord/webhook/tls.crt",
+            "--webhook-key=/etc/accord/webhook/tls.key",
+            "--webhook-ca=/etc/accord/webhook/ca.crt",
+            "--peering",
+        },
+        {"--namespace"},
+    ),
+    "webhook-cert-manager": ({"--webhook", "--webhook-ca=/etc/accord/webhook/ca.crt"}, {"--peering"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ARGS))
+def test_accord_run_flags(case: str) -> None:
+    present, absent = ARGS[case]
+    args = container(rendered(case))["args"]
+    assert args[0] == "run"
+    assert present <= set(args), present - set(args)
+    assert not [a for a in args if a.split("=")[0] in absent]
+
+
+def test_every_flag_the_chart_passes_exists() -> None:
+    from accord.cli import build_parser
+
+    run = build_parser()._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
+    known = {option for action in run._actions for option in action.option_strings}
+    for case in CASES:
+        for arg in container(rendered(case))["args"][1:]:
+            assert arg.split("=")[0] in known, f"{case}: accord run has no {arg}"
+
+
+# --- RBAC ---------------------------------------------------------------------------------------------------------
+
+OWN = (
+    {("accord.dev", "agents", v) for v in ("get", "list", "watch")}
+    | {("accord.dev", "negotiationpolicies", v) for v in ("get", "list", "watch", "patch")}
+    | {("accord.dev", "negotiations", v) for v in ("get", "list", "watch", "create", "delete")}
+    | {("accord.dev", f"{r}/status", "patch") for r in ("agents", "negotiationpolicies", "negotiations")}
+)
+WORKLOADS = (
+    {("apps", r, v) for r in ("deployments", "statefulsets") for v in ("get", "list", "watch", "patch")}
+    | {("apps", f"{r}/scale", v) for r in ("deployments", "statefulsets") for v in ("get", "update", "patch")}
+    | {("autoscaling", "horizontalpodautoscalers", v) for v in ("get", "list", "watch", "patch")}
+    | {("", "events", "create"), ("", "events", "patch")}
+)
+NAMESPACED = OWN | WORKLOADS
+CLUSTER = {("", "nodes", v) for v in ("get", "list", "watch")} | {
+    ("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")
+}
+WEBHOOK = {
+    ("admissionregistration.k8s.io", r, v, names)
+    for r in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations")
+    for v, names in (("list", ()), ("watch", ()), ("create", ()), ("get", ("accord.dev",)), ("patch", ("accord.dev",)))
+}
+
+
+def expected_grants(case: str) -> set[tuple[str, str, str, str, tuple[str, ...]]]:
+    values = case_values(case)
+    watched = values.get("watchNamespaces") or []
+    several = int(values.get("replicaCount", 1)) > 1
+    scopes = watched or ["*"]
+    held = {(where, g, r, v, ()) for where in scopes for g, r, v in NAMESPACED}
+    held |= {("*", g, r, v, ()) for g, r, v in CLUSTER}
+    if watched:
+        held |= {("*", "", "namespaces", v, ()) for v in ("list", "watch")}
+    if (values.get("webhook") or {}).get("enabled"):
+        held |= {("*", g, r, v, n) for g, r, v, n in WEBHOOK}
+    if several:
+        peering = "kopfpeerings" if watched else "clusterkopfpeerings"
+        held |= {
+            (where, "kopf.dev", peering, v, n)
+            for where in scopes
+            for v, n in (("list", ()), ("watch", ()), ("get", ("accord",)), ("patch", ("accord",)))
+        }
+    secrets = (values.get("rbac") or {}).get("externalAgentSecrets") or {}
+    for namespace in secrets.get("namespaces", []):
+        held.add((namespace, "", "secrets", "get", tuple(secrets.get("names", []))))
+    return held
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_service_account_holds_exactly_what_the_operator_uses(case: str) -> None:
+    held = grants(rendered(case))
+    expected = expected_grants(case)
+    assert held - expected == set(), "more than the operator needs"
+    assert expected - held == set(), "less than the operator needs"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_rbac_has_no_wildcards(case: str) -> None:
+    for doc in of_kind(rendered(case), "ClusterRole") + of_kind(rendered(case), "Role"):
+        for rule in doc["rules"]:
+            for key in ("apiGroups", "resources", "verbs", "resourceNames"):
+                assert "*" not in rule.get(key, []), (doc["metadata"]["name"], rule)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_no_cluster_role_mentions_secrets(case: str) -> None:
+    for doc in of_kind(rendered(case), "ClusterRole"):
+        assert not [r for r in doc["rules"] if "secrets" in r["resources"]], doc["metadata"]["name"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_what_the_operator_can_never_do(case: str) -> None:
+    for where, group, resource, verb, names in grants(rendered(case)):
+        assert group != "rbac.authorization.k8s.io"
+        assert verb not in {"escalate", "bind", "impersonate", "deletecollection"}
+        assert resource not in {"pods", "pods/exec", "serviceaccounts/token", "configmaps"}
+        if group == "apps":
+            assert verb not in {"create", "delete"}, f"{verb} {resource}"
+        if resource in {"nodes", "customresourcedefinitions", "namespaces"}:
+            assert verb not in WRITE_VERBS, f"{verb} {resource}"
+        if resource == "secrets":
+            assert (verb, where) != ("get", "*") and verb == "get", "Secrets are read by name, per namespace"
+        if group == "admissionregistration.k8s.io" and verb in WRITE_VERBS - {"create"}:
+            assert names == ("accord.dev",), "only its own webhook configurations"
+
+
+def test_secrets_are_readable_only_where_listed() -> None:
+    docs = rendered("watched-namespaces")
+    role = one(docs, "Role", "accord-agent-secrets")
+    assert role["metadata"]["namespace"] == "accord-ci-shop"
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["pricing-hmac"], "verbs": ["get"]}
+    ]
+    assert not [d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == "accord-ci-web"]
+
+
+def test_watched_namespaces_bind_namespaced_permissions_there_only() -> None:
+    docs = rendered("watched-namespaces")
+    cluster_bound = {d["roleRef"]["name"] for d in of_kind(docs, "ClusterRoleBinding")}
+    assert cluster_bound == {"accord-kopf", "accord-nodes"}
+    for role in ("accord-operator", "accord-kopf-namespaced"):
+        bound_in = {d["metadata"]["namespace"] for d in of_kind(docs, "RoleBinding") if d["roleRef"]["name"] == role}
+        assert bound_in == {"accord-ci-shop", "accord-ci-web"}
+
+
+# --- replicas and peering ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_disruption_budget_and_peering_only_with_several_replicas(case: str) -> None:
+    docs = rendered(case)
+    replicas = int(case_values(case).get("replicaCount", 1))
+    assert one(docs, "Deployment")["spec"]["replicas"] == replicas
+    budgets = of_kind(docs, "PodDisruptionBudget")
+    peerings = of_kind(docs, "ClusterKopfPeering") + of_kind(docs, "KopfPeering")
+    if replicas == 1:
+        assert budgets == []
+        assert peerings == []
+        return
+    (budget,) = budgets
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    watched = case_values(case).get("watchNamespaces") or []
+    assert {p["metadata"]["name"] for p in peerings} == {"accord"}, "kopf looks its peering object up by this name"
+    if watched:
+        assert sorted(p["metadata"]["namespace"] for p in of_kind(docs, "KopfPeering")) == sorted(watched)
+    else:
+        assert [p["kind"] for p in peerings] == ["ClusterKopfPeering"]
+
+
+def test_kopf_peering_crds_ship_in_the_charts_crds_directory() -> None:
+    docs = [d for d in yaml.safe_load_all((CHART / "crds" / "kopf-peering.yaml").read_text()) if d]
+    names = {d["metadata"]["name"]: d["spec"]["scope"] for d in docs}
+    assert names == {"clusterkopfpeerings.kopf.dev": "Cluster", "kopfpeerings.kopf.dev": "Namespaced"}
+    out = helm("template", RELEASE, str(CHART), "--include-crds").stdout
+    assert "clusterkopfpeerings.kopf.dev" in out
+
+
+def test_the_pdb_api_follows_the_kubernetes_version() -> None:
+    assert one(rendered("ha"), "PodDisruptionBudget")["apiVersion"] == "policy/v1"
+    # Kubernetes 1.20 serves only policy/v1beta1; e2e/test_chart.py sends this rendering to one.
+    args = ("template", RELEASE, str(CHART), "-f", str(values_file("ha")), "--show-only", "templates/pdb.yaml")
+    assert "apiVersion: policy/v1beta1\n" in helm(*args, "--kube-version", "1.20.2").stdout
+
+
+# --- the webhook ---------------------------------------------------------------------------------------------------
+
+
+def test_webhook_with_a_certificate_secret() -> None:
+    docs = rendered("webhook-cert-secret")
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["webhook-tls"]["secret"]["secretName"] == "accord-webhook-tls"
+    service = one(docs, "Service", "accord-webhook")
+    assert service["spec"]["ports"] == [{"name": "webhook", "port": 9443, "targetPort": "webhook", "protocol": "TCP"}]
+    assert "publishNotReadyAddresses" not in service["spec"], "only a ready replica answers the webhook"
+    assert one(docs, "Service", "accord")["spec"]["publishNotReadyAddresses"] is True
+
+
+def test_webhook_with_cert_manager() -> None:
+    docs = rendered("webhook-cert-manager")
+    certificate = one(docs, "Certificate")
+    assert "accord-webhook.accord-system.svc" in certificate["spec"]["dnsNames"]
+    assert certificate["spec"]["issuerRef"] == {
+        "name": "accord-selfsigned",
+        "kind": "Issuer",
+        "group": "cert-manager.io",
+    }
+    assert one(docs, "Issuer")["spec"] == {"selfSigned": {}}
+    volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["webhook-tls"]["secret"]["secretName"] == certificate["spec"]["secretName"]
+    issued = rendered(
+        "webhook-cert-manager",
+        "webhook.certManager.issuerRef.name=corp-ca",
+        "webhook.certManager.issuerRef.kind=ClusterIssuer",
+    )
+    assert of_kind(issued, "Issuer") == []
+    assert one(issued, "Certificate")["spec"]["issuerRef"]["name"] == "corp-ca"
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("replicaCount=2", "webhook.enabled=true"), "needs webhook.certSecret.name or webhook.certManager.enabled"),
+        (
+            ("webhook.enabled=true", "webhook.certManager.enabled=true", "webhook.certSecret.name=mine"),
+            "not both",
+        ),
+    ],
+)
+def test_webhook_settings_that_cannot_work_are_refused(sets: tuple[str, ...], message: str) -> None:
+    argv = ["template", RELEASE, str(CHART)]
+    for assignment in sets:
+        argv += ["--set", assignment]
+    result = helm(*argv, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+# --- metrics -------------------------------------------------------------------------------------------------------
+
+
+def test_service_monitor_scrapes_the_metrics_service() -> None:
+    docs = rendered("monitoring")
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    matching = [s for s in of_kind(docs, "Service") if selector.items() <= s["metadata"]["labels"].items()]
+    assert [s["metadata"]["name"] for s in matching] == ["accord"]
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert "metrics" in {p["name"] for p in matching[0]["spec"]["ports"]}
+
+
+def dashboard(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    configmap = one(docs, "ConfigMap", "accord-dashboard")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    loaded: dict[str, Any] = json.loads(configmap["data"]["accord.json"])
+    return loaded
+
+
+def test_dashboard_shows_every_operator_metric() -> None:
+    board = dashboard(rendered("monitoring"))
+    exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
+    exported = {m.name for m in observability.REGISTRY.collect()}
+    for metric in exported:
+        assert re.search(rf"\b{metric}(_total|_bucket)?\b", exprs), f"no panel shows {metric}"
+    used = set(re.findall(r"\baccord_[a-z_]+", exprs))
+    known = {f"{m}{suffix}" for m in exported for suffix in ("", "_total", "_bucket", "_sum", "_count")}
+    assert used <= known, used - known
+    assert len({p["id"] for p in board["panels"]}) == len(board["panels"])
+
+
+def test_monitoring_is_off_by_default() -> None:
+    assert of_kind(rendered("default"), "ServiceMonitor") == []
+    assert of_kind(rendered("default"), "ConfigMap") == []
+
+
+# --- CRDs ----------------------------------------------------------------------------------------------------------
+
+GENERATED = {yaml.safe_load(text)["metadata"]["name"]: yaml.safe_load(text) for text in render_crds().values()}
+
+
+def test_chart_crd_templates_are_the_generated_ones() -> None:
+    folder = CHART / "templates" / "crds"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(render_chart_crds())
+    for name, text in render_chart_crds().items():
+        assert (folder / name).read_text() == text, f"{folder / name} is stale: run `accord crds`"
+
+
+@pytest.mark.parametrize(
+    ("case", "installed", "kept"),
+    [("default", True, True), ("crds-not-kept", True, False), ("crds-disabled", False, False)],
+)
+def test_rendered_crds_equal_the_models(case: str, installed: bool, kept: bool) -> None:
+    crds = of_kind(rendered(case), "CustomResourceDefinition")
+    if not installed:
+        assert crds == []
+        return
+    assert sorted(c["metadata"]["name"] for c in crds) == sorted(GENERATED)
+    for crd in crds:
+        meta = crd["metadata"]
+        annotations = meta.get("annotations") or {}
+        assert (annotations.get("helm.sh/resource-policy") == "keep") is kept
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        bare = {**crd, "metadata": {"name": meta["name"]}}
+        assert bare == GENERATED[meta["name"]]
+
+
+def copy_of_the_repository(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "crds", tmp_path / "crds")
+    shutil.copytree(CHART, tmp_path / "helm" / "accord")
+    return tmp_path
+
+
+def test_crds_check_covers_the_chart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = copy_of_the_repository(tmp_path)
+    out = str(repo / "crds")
+    assert main(["crds", "--check", "--out", out]) == 0
+    template = repo / "helm" / "accord" / "templates" / "crds" / "accord.dev_agents.yaml"
+    template.write_text(
+        template.read_text().replace("helm.sh/resource-policy: keep", "helm.sh/resource-policy: delete")
+    )
+    assert main(["crds", "--check", "--out", out]) == 1
+    assert "templates/crds/accord.dev_agents.yaml" in capsys.readouterr().err
+    assert main(["crds", "--check", "--out", out, "--chart-dir", ""]) == 0, "'' leaves the chart out"
+    assert main(["crds", "--out", out]) == 0
+    assert template.read_text() == render_chart_crds()["accord.dev_agents.yaml"]
+    assert main(["crds", "--check", "--out", out]) == 0
+
+
+def test_crds_check_fails_when_the_chart_lacks_a_crd(tmp_path: Path) -> None:
+    repo = copy_of_the_repository(tmp_path)
+    (repo / "helm" / "accord" / "templates" / "crds" / "accord.dev_negotiations.yaml").unlink()
+    assert main(["crds", "--check", "--out", str(repo / "crds")]) == 1
+    chart = str(repo / "helm" / "accord")
+    assert main(["crds", "--check", "--out", str(tmp_path / "elsewhere"), "--chart-dir", chart]) == 1
+
+
+def test_go_template_braces_in_a_description_are_escaped() -> None:
+    for text in render_chart_crds().values():
+        body = text.split("\n", 2)[2]
+        actions = re.findall(r"\{\{.*?\}\}", body)
+        assert set(actions) <= {
+            '{{- include "accord.labels" . | nindent 4 }}',
+            "{{- if .Values.crds.keep }}",
+            "{{- end }}",
+            '{{ "{{" }}',
+        }
+
+
+# --- values.schema.json --------------------------------------------------------------------------------------------
+
+
+def test_schema_is_strict_at_every_level_it_defines() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    loose = [
+        path
+        for path, node in schema_nodes(schema)
+        if "properties" in node and node.get("additionalProperties") is not False
+    ]
+    assert loose == []
+
+
+def test_defaults_follow_the_schema() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(defaults) <= set(schema["properties"])
+    assert set(schema["required"]) <= set(defaults)
+
+
+@pytest.mark.parametrize(
+    "assignment",
+    [
+        "foo=bar",
+        "image.foo=bar",
+        "crds.foo=true",
+        "webhook.certManager.issuerRef.foo=x",
+        "metrics.serviceMonitor.foo=x",
+        "logLevel=verbose",
+        "logFormat=xml",
+        "replicaCount=0",
+        "watchNamespaces[0]=Not_A_Namespace",
+        "prometheus.url=prometheus:9090",
+    ],
+)
+def test_schema_rejects(assignment: str) -> None:
+    result = helm("template", RELEASE, str(CHART), "--set", assignment, check=False)
+    assert result.returncode != 0, f"--set {assignment} was accepted"
+    assert "values don't meet the specifications of the schema" in result.stderr or "schema" in result.stderr
+
+
+# --- what helm prints and tests ------------------------------------------------------------------------------------
+
+
+@functools.cache
+def notes(*sets: str) -> str:
+    argv = ["install", RELEASE, str(CHART), "-n", NAMESPACE, "--dry-run=client", "-o", "json"]
+    for assignment in sets:
+        argv += ["--set", assignment]
+    return str(json.loads(helm(*argv).stdout)["info"]["notes"])
+
+
+def test_notes_say_what_to_do_next() -> None:
+    text = notes()
+    for step in (
+        "kubectl -n shop apply -f examples/agents.yaml",
+        "kubectl -n shop apply -f examples/policy.yaml",
+        "kubectl -n shop get negotiations -w",
+        "kubectl -n shop describe negotiation <name>",
+        "accord explain <name> -n shop",
+        "kubectl -n shop annotate negotiation <name> accord.dev/approval=approved",
+        "accord approve <name> -n shop",
+        "helm test accord -n accord-system",
+    ):
+        assert step in text
+    assert "prometheus.url is not set" in text
+    assert "webhook is off" in text
+    assert "docs/install.md" in text
+
+
+def test_notes_follow_the_values() -> None:
+    text = notes("prometheus.url=http://prom:9090", "webhook.enabled=true", "crds.enabled=false")
+    assert "prometheus.url is not set" not in text
+    assert "webhook is on" in text
+    assert "kubectl apply -f crds/" in text
+
+
+def test_helm_test_hook_fetches_the_metrics_of_the_service() -> None:
+    docs = rendered("default")
+    pods = of_kind(docs, "Pod")
+    (pod,) = pods
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (check,) = pod["spec"]["containers"]
+    assert check["image"] == container(docs)["image"]
+    script = " ".join(check["command"])
+    service = one(docs, "Service", "accord")
+    port = service["spec"]["ports"][0]["port"]
+    assert f"http://accord.accord-system.svc:{port}/metrics" in script
+    assert check["securityContext"]["readOnlyRootFilesystem"] is True
+    assert of_kind(rendered("default", "test.enabled=false"), "Pod") == []
+
+
+# --- the image -----------------------------------------------------------------------------------------------------
+
+
+def test_image_and_chart_agree_on_user_and_command() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM (\S+)(?: AS (\w+))?$", dockerfile, flags=re.MULTILINE)
+    assert len(stages) == 2 and stages[0][1] == "build" and stages[1][1] == "", "build stage, then a clean one"
+    assert "ARG PYTHON_IMAGE=python:3.11-slim" in dockerfile
+    final = dockerfile.split("\nFROM ${PYTHON_IMAGE}\n", 1)[1]
+    assert "USER 65532:65532" in final
+    assert 'ENTRYPOINT ["accord"]' in final
+    assert 'CMD ["run"]' in final
+    assert not re.search(r"apt-get|gcc|build-essential|pip install", final), "no build tools in the final image"
+    pod = one(rendered("default"), "Deployment")["spec"]["template"]["spec"]
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (65532, 65532)
+    assert pod["containers"][0]["args"][0] == "run"
+
+
+def test_log_format_json_writes_one_object_a_line() -> None:
+    """What `logFormat: json` turns on (`accord run --log-format=json`)."""
+    import logging
+
+    from accord.cli import JsonFormatter
+
+    record = logging.LogRecord("accord.operator.loop", logging.INFO, __file__, 1, "decision %s", ("web",), None)
+    record.k8s_ref = {"namespace": "shop", "name": "web"}
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["level"] == "INFO"
+    assert entry["logger"] == "accord.operator.loop"
+    assert entry["message"] == "decision web"
+    assert entry["object"] == {"namespace": "shop", "name": "web"}
