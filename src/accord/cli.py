@@ -128,6 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         webhook_keyfile=args.webhook_key,
         webhook_cafile=args.webhook_ca,
         webhook_url_host=args.webhook_url_host,
+        webhook_service=args.webhook_service,
         concurrency=args.concurrency,
         kubeconfig=args.kubeconfig,
     )
@@ -240,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--webhook-url-host", default=None, help="host the API server calls (defaults to --webhook-host)")
     run.add_argument("--webhook-cert", default=None, help="serving certificate (PEM); self-signed if unset")
     run.add_argument("--webhook-key", default=None, help="key of the serving certificate (PEM)")
+    run.add_argument(
+        "--webhook-service",
+        default=None,
+        help="NAMESPACE/NAME of the Service in front of the webhook; registers it by Service reference",
+    )
     run.add_argument("--webhook-ca", default=None, help="CA bundle the API server trusts (defaults to --webhook-cert)")
     run.add_argument("--concurrency", type=int, default=16, help="workloads negotiated at once")
     run.add_argument("--peering", action="store_true", help="coordinate replicas through kopf peering")

@@ -58,7 +58,8 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         certfile, keyfile = config.webhook_certfile, config.webhook_keyfile
         if certfile is None or keyfile is None:
             certfile, keyfile = _self_signed(config.webhook_url_host or config.webhook_host)
-        settings.admission.server = kopf.WebhookServer(
+        server_class = ServiceWebhookServer if config.webhook_service else kopf.WebhookServer
+        server = server_class(
             addr=config.webhook_host,
             port=config.webhook_port,
             host=config.webhook_url_host or config.webhook_host,
@@ -66,7 +67,11 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
             pkeyfile=keyfile,
             cafile=config.webhook_cafile or certfile,
         )
+        if isinstance(server, ServiceWebhookServer) and config.webhook_service:
+            server.service = config.webhook_service
+        settings.admission.server = server
         settings.admission.managed = GROUP
+    health.started()
     log.info(
         "accord operator starting: prometheus=%s namespaces=%s webhook=%s",
         config.prometheus_url,
@@ -83,6 +88,23 @@ async def cleanup(memo: Any, **_: Any) -> None:
     runner = memo.get("metrics_runner")
     if runner is not None:
         await runner.cleanup()
+
+
+class ServiceWebhookServer(kopf.WebhookServer):
+    """The webhook server, registered by Service reference rather than URL.
+
+    API servers that resolve names through the host's DNS (kind, kubeadm) cannot reach
+    `https://name.namespace.svc`; a `service` client config is routed by the API server itself.
+    """
+
+    service: str = ""  # "namespace/name"
+
+    async def __call__(self, fn: Any) -> Any:
+        namespace, _, name = self.service.partition("/")
+        async for client_config in super().__call__(fn):
+            config = {k: v for k, v in client_config.items() if k != "url"}
+            config["service"] = {"namespace": namespace, "name": name, "port": self.port, "path": ""}
+            yield config
 
 
 def _self_signed(host: str) -> tuple[str, str]:

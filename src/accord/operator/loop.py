@@ -87,6 +87,13 @@ class Negotiator:
         wake = self.state.wakeups.setdefault(key, asyncio.Event())
         if self.session is None:
             self.session = aiohttp.ClientSession()
+        self.health.loop_started()
+        try:
+            await self._rounds(key, namespace, name, wake, stopped)
+        finally:
+            self.health.loop_stopped()
+
+    async def _rounds(self, key: str, namespace: str, name: str, wake: asyncio.Event, stopped: Any) -> None:
         while not stopped:
             started = time.monotonic()
             body = self.state.policy_bodies.get(key)

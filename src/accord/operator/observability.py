@@ -48,20 +48,34 @@ METRICS_MISSING = Gauge(
 
 
 class Health:
-    """Liveness from the last heartbeat of the negotiation loop; readiness once rounds run."""
+    """Readiness once the operator has started; liveness from the negotiation loops' heartbeats.
+
+    Ready as soon as start-up is done (a standby replica under peering is ready too: it can take
+    over at once). Alive while the event loop answers and, when policies run, while their rounds
+    keep beating: a round stuck for `stall_after` seconds makes /healthz fail so the Pod restarts.
+    """
 
     def __init__(self, stall_after: float = 300.0) -> None:
         self.stall_after = stall_after
-        self.started = time.monotonic()
         self.last_beat = time.monotonic()
         self.ready = False
+        self.loops = 0
+
+    def started(self) -> None:
+        self.ready = True
+
+    def loop_started(self) -> None:
+        self.loops += 1
+        self.last_beat = time.monotonic()
+
+    def loop_stopped(self) -> None:
+        self.loops = max(0, self.loops - 1)
 
     def beat(self) -> None:
         self.last_beat = time.monotonic()
-        self.ready = True
 
     def alive(self) -> bool:
-        return time.monotonic() - self.last_beat < self.stall_after
+        return self.loops == 0 or time.monotonic() - self.last_beat < self.stall_after
 
 
 async def _metrics(_: web.Request) -> web.Response:

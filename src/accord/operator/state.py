@@ -34,6 +34,7 @@ class OperatorConfig:
     webhook_keyfile: str | None = None
     webhook_cafile: str | None = None
     webhook_url_host: str | None = None
+    webhook_service: str | None = None  # namespace/name: register the webhook by Service reference
     concurrency: int = 16
     workload_timeout: float = 30.0
     prometheus_timeout: float = 5.0
