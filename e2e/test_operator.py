@@ -537,3 +537,19 @@ def test_prometheus_going_away_turns_into_the_missing_metrics_rule(
         accord_prometheus.wait_for_targets_up(timeout=30)
     wait_until(lambda: condition("False"), timeout=60, interval=1.0, message="metrics back")
     wait_until(lambda: replicas(cluster, namespace) >= 15, timeout=90, interval=1.0, message="negotiation resumed")
+
+
+def test_a_paused_workload_is_left_alone(
+    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
+) -> None:
+    paused = deployment(namespace, "web")
+    paused["metadata"]["annotations"] = {"accord.dev/paused": "true"}
+    for w in ("web", "api"):
+        emulator.add_workload(namespace, w, demand=900.0)
+    apply(cluster, *agents(namespace), policy(namespace), paused, deployment(namespace, "api"))
+    wait_until(lambda: replicas(cluster, namespace, "api") >= 12, timeout=90, interval=1.0, message="api scaled")
+    time.sleep(INTERVAL)
+    assert replicas(cluster, namespace, "web") == 2
+    assert negotiations(cluster, namespace, "web") == []
+    cluster.kubectl("annotate", "deployment", "web", "-n", namespace, "accord.dev/paused-")
+    wait_until(lambda: replicas(cluster, namespace, "web") >= 12, timeout=90, interval=1.0, message="web resumed")
