@@ -21,6 +21,7 @@ from accord.models.crd import render_chart_crds, render_crds
 from accord.models.errors import describe_validation_error
 from accord.models.negotiation import Negotiation
 from accord.models.policy import NegotiationPolicy
+from accord.sim.cli import add_simulate_parser
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 KINDS = {"Agent": Agent, "NegotiationPolicy": NegotiationPolicy, "Negotiation": Negotiation}
@@ -267,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         explain.add_argument("--kubeconfig", default=None)
         explain.set_defaults(func=cmd_explain)
     add_demo_parser(sub)
+    add_simulate_parser(sub)
     for decision, verb in (("approved", "approve"), ("rejected", "reject")):
         decide = sub.add_parser(verb, help=f"{verb} a pending decision (sets accord.dev/approval={decision})")
         decide.add_argument("name")

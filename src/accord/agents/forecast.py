@@ -1,30 +1,55 @@
 """Demand forecasting for the performance agent (agents layer, pure).
 
-Holt's linear method (level and trend, exponentially smoothed) over recent history, plus a
-ratio-adjusted seasonal-naive forecast from the same time a day earlier when that history is
-available. The forecast is the peak expected over a horizon, with a margin from the
-one-step residuals, because pods asked for now serve only after they start.
+The forecast is of the peak demand over a horizon (pods asked for now serve only once they have
+started), as an expected value and an upper bound:
+
+- **Expected peak.** Four simple predictors run over the recent history: Holt's linear method
+  (level and trend, exponentially smoothed), the latest step's slope carried on, a smoothed level
+  (for noise around a level) and the latest value. Each is replayed over the history it would
+  have had at every past sample, and its misses (the peak that followed minus what it predicted)
+  are kept. The predictor that asked for the least capacity once its margin is added wins: the
+  data choose the model, as in any backtested model selection, and no predictor is assumed. A
+  ratio-adjusted seasonal-naive forecast from the same time a day earlier raises the expectation
+  when yesterday's history is there and has earned it: when, over the same recent samples,
+  raising the forecast to yesterday's would have asked for no more capacity at the same
+  coverage (yesterday's noise is no forecast of today's). No predictor forecasts below the latest observation: it is
+  certain to have happened, while a fall is only believed once it is seen.
+- **Margin.** The `QUANTILE` of the winner's recent misses (an empirical, conformal-style bound:
+  no distribution is assumed); the upper bound is the expected peak plus that margin. Until a
+  horizon's worth of history exists, the standard deviation of Holt's one-step residuals stands in.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import accumulate, pairwise
 
 DAY = 86_400.0
+# The share of past peaks the upper bound would have covered: misses above it are what the
+# performance agent's headroom over its target is for.
+QUANTILE = 0.7
+# Weight of the newest sample in the smoothed level: about the last five samples count.
+LEVEL_SMOOTHING = 0.2
+# Past forecasts the predictors are judged on (at most; one per sample of history).
+BACKTEST = 120
+PREDICTORS = ("holt", "slope", "level", "last")
 
 
 @dataclass(frozen=True, slots=True)
 class Forecast:
-    peak: float  # demand expected at most over the horizon, margin included
-    level: float  # smoothed current demand
+    peak: float  # demand expected at most over the horizon, margin included (the upper bound)
+    level: float  # Holt's smoothed current demand
     trend_per_second: float
-    residual_std: float
+    residual_std: float  # root mean square of the chosen predictor's misses (Holt's one-step residuals at first)
     seasonal_peak: float | None
     samples: int
     step_seconds: float
+    expected: float = 0.0  # the expected peak over the horizon, before the margin
+    margin: float = 0.0  # peak - expected, unless the latest observation is higher
+    method: str = "holt"  # the predictor the history chose
 
     @property
     def noise(self) -> float:
@@ -52,6 +77,84 @@ def holt(values: Sequence[float], *, alpha: float = 0.5, beta: float = 0.3) -> t
     return level, trend, std
 
 
+def predictions(
+    values: Sequence[float], steps_ahead: float, *, alpha: float = 0.5, beta: float = 0.3
+) -> tuple[tuple[list[float], ...], list[float]]:
+    """For every sample i, each predictor's expected peak over the next `steps_ahead` steps, from values[: i + 1].
+
+    The paths come in the order of `PREDICTORS`, every prediction at least the sample it was made
+    at; with them, Holt's level at every sample.
+    """
+    first = values[0]
+    level = first
+    trend = (values[1] - first) if len(values) > 1 else 0.0
+    smooth = first
+    previous = first
+    by_holt: list[float] = []
+    by_slope: list[float] = []
+    by_level: list[float] = []
+    levels: list[float] = []
+    # The inner loop of every forecast: plain comparisons rather than max() calls.
+    for i, value in enumerate(values):
+        if i:
+            predicted = level + trend
+            new_level = alpha * value + (1 - alpha) * predicted
+            trend = beta * (new_level - level) + (1 - beta) * trend
+            level = new_level
+            smooth += LEVEL_SMOOTHING * (value - smooth)
+        levels.append(level)
+        ahead = level + trend * steps_ahead if trend > 0 else level
+        by_holt.append(ahead if ahead > value else value)
+        rise = value - previous
+        by_slope.append(value + rise * steps_ahead if rise > 0 else value)
+        by_level.append(smooth if smooth > value else value)
+        previous = value
+    return (by_holt, by_slope, by_level, list(values)), levels
+
+
+def quantile(ordered: Sequence[float], q: float) -> float:
+    """The empirical q-quantile of sorted values (the value at index floor(q n), capped at the last)."""
+    return ordered[min(len(ordered) - 1, math.floor(q * len(ordered)))]
+
+
+@dataclass(frozen=True, slots=True)
+class Backtest:
+    """What a predictor would have asked for at past samples, against the peaks that followed."""
+
+    asked: float  # mean prediction plus margin: the capacity it would have asked for, on average
+    margin: float  # the quantile of its misses
+    misses: list[float]  # sorted
+
+    @property
+    def spread(self) -> float:
+        """The root mean square of the misses."""
+        return math.sqrt(sum(m * m for m in self.misses) / len(self.misses))
+
+
+def backtest(predicted: Sequence[float], ahead: Sequence[float], q: float) -> Backtest:
+    misses = sorted([a - p for a, p in zip(ahead, predicted, strict=True)])
+    margin = quantile(misses, q)
+    return Backtest(asked=sum(predicted) / len(predicted) + margin, margin=margin, misses=misses)
+
+
+def window(n: int, horizon_steps: int) -> range:
+    """The samples a backtest can judge: those whose whole horizon has been seen, from the second on
+    (a slope needs two samples, and Holt's first trend is read off the second)."""
+    last = n - 1 - horizon_steps
+    return range(max(1, last - BACKTEST + 1), last + 1)
+
+
+def choose(paths: Sequence[Sequence[float]], ahead: Sequence[float], judged: range, q: float) -> tuple[int, Backtest]:
+    """The predictor asking for the least capacity, margin included, over the samples `judged`."""
+    best: tuple[int, Backtest] | None = None
+    for index, path in enumerate(paths):
+        result = backtest(path[judged.start : judged.stop], ahead, q)
+        if best is None or result.asked < best[1].asked - 1e-9 * max(1.0, abs(best[1].asked)):
+            best = (index, result)
+    assert best is not None
+    return best
+
+
 def forecast_peak(
     history: Sequence[tuple[float, float]],
     *,
@@ -59,8 +162,12 @@ def forecast_peak(
     horizon_seconds: float,
     day_ago: Sequence[tuple[float, float]] = (),
     margin_sigmas: float = 1.0,
+    quantile_level: float = QUANTILE,
 ) -> Forecast | None:
-    """Peak demand over (now, now + horizon]; None without history."""
+    """Peak demand over (now, now + horizon]; None without history.
+
+    `margin_sigmas` scales the margin (1: the `quantile_level` of recent misses as it is).
+    """
     points = [(t, v) for t, v in history if t <= now and math.isfinite(v)]
     if not points:
         return None
@@ -68,21 +175,88 @@ def forecast_peak(
     step = median_step(points)
     level, trend, std = holt(values)
     steps_ahead = max(1.0, horizon_seconds / step)
-    trend_peak = max(level, level + trend * steps_ahead)
+    horizon_steps = math.ceil(steps_ahead - 1e-9)
+    paths, levels = predictions(values, steps_ahead)
+    judged = window(len(values), horizon_steps)
+    ahead = [max(values[i + 1 : i + 1 + horizon_steps]) for i in judged]
+    method, margin, spread = 0, std, std  # until a horizon of history exists, Holt's residuals stand in
+    if judged:
+        method, result = choose(paths, ahead, judged, quantile_level)
+        margin, spread = result.margin, result.spread
+    expected = paths[method][-1]
     seasonal = _seasonal_peak(day_ago, now=now, horizon_seconds=horizon_seconds, level=level)
-    expected = trend_peak if seasonal is None else max(trend_peak, seasonal)
-    # The latest observation is certain to have happened; never forecast below it.
-    expected = max(expected, values[-1])
-    peak = expected + margin_sigmas * std
+    if seasonal is not None:
+        include, combined = _judge_seasonal(
+            day_ago,
+            times=[points[i][0] for i in judged],
+            levels=levels[judged.start : judged.stop],
+            chosen=paths[method][judged.start : judged.stop],
+            ahead=ahead,
+            horizon_seconds=horizon_seconds,
+            q=quantile_level,
+        )
+        if not include:
+            seasonal = None
+        else:
+            expected = max(expected, seasonal)
+            if combined is not None:
+                margin, spread = combined.margin, combined.spread
+    peak = max(values[-1], expected + margin_sigmas * margin)
     return Forecast(
-        peak=max(0.0, peak),
+        peak=peak,
         level=level,
         trend_per_second=trend / step,
-        residual_std=std,
+        residual_std=spread,
         seasonal_peak=seasonal,
         samples=len(values),
         step_seconds=step,
+        expected=expected,
+        margin=peak - expected,
+        method=PREDICTORS[method],
     )
+
+
+def _judge_seasonal(
+    day_ago: Sequence[tuple[float, float]],
+    *,
+    times: Sequence[float],
+    levels: Sequence[float],
+    chosen: Sequence[float],
+    ahead: Sequence[float],
+    horizon_seconds: float,
+    q: float,
+) -> tuple[bool, Backtest | None]:
+    """Whether yesterday has earned a say, and the backtest of the chosen forecast raised to yesterday's.
+
+    It has if, over the recent samples, raising the chosen forecast to yesterday's would have asked
+    for no more capacity at the same coverage; and, until three recent samples have a yesterday to
+    be judged by, it has too (with no backtest).
+    """
+    yesterday = [(t, v) for t, v in day_ago if math.isfinite(v)]
+    if any(a[0] > b[0] for a, b in pairwise(yesterday)):
+        yesterday.sort()
+    stamps = [t for t, _ in yesterday]
+    values = [v for _, v in yesterday]
+    sums = [0.0, *accumulate(values)]
+    both: list[tuple[float, float, float]] = []
+    for t, lvl, c, a in zip(times, levels, chosen, ahead, strict=True):
+        anchor = t - DAY
+        lo = bisect_left(stamps, anchor - 600)
+        mid = bisect_right(stamps, anchor, lo)
+        hi = bisect_right(stamps, anchor + horizon_seconds, mid)
+        if lo >= mid or mid >= hi:
+            continue
+        base = (sums[mid] - sums[lo]) / (mid - lo)
+        if base <= 0:
+            continue
+        s = max(values[mid:hi]) * min(4.0, max(0.25, lvl / base))
+        both.append((c, s if s > c else c, a))
+    if len(both) < 3:
+        return True, None
+    peaks = [a for _, _, a in both]
+    alone = backtest([c for c, _, _ in both], peaks, q)
+    combined = backtest([m for _, m, _ in both], peaks, q)
+    return combined.asked <= alone.asked + 1e-9 * max(1.0, abs(alone.asked)), combined
 
 
 def _seasonal_peak(

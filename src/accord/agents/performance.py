@@ -1,8 +1,12 @@
 """The performance agent: keeps a workload inside its utilisation or latency target (agents layer, pure).
 
-It forecasts demand over the pods' start-up horizon (trend, and daily seasonality when a day of
-history is there), turns that into the replicas needed at the target utilisation, and scores
-each candidate by the utilisation it would run at. Confidence falls with stale, thin or noisy data.
+It forecasts the demand peak over the pods' start-up horizon (`forecast.py`: the predictor the
+recent history favours, daily seasonality when a day of history is there, and a margin from the
+forecast's own recent misses), and asks for the replicas that keep two promises: the expected
+peak at or below the target utilisation, and the upper bound of the forecast at or below the
+target plus `UPPER_ALLOWANCE` (the headroom a target leaves is there for exactly such misses).
+Each candidate is scored by the utilisation it would run at. Confidence falls with stale, thin
+or noisy data.
 """
 
 from __future__ import annotations
@@ -33,10 +37,16 @@ DEFAULT_DEMAND_QUERY = 'sum(rate(http_requests_total{namespace="$namespace", wor
 # How sharply utility falls as utilisation climbs above target: at 20% over target it is about 0.3.
 OVERLOAD_STEEPNESS = 6.0
 MIN_SAMPLES = 10
+# How far above the target the forecast's upper bound may take utilisation: 15% (0.7 -> 0.805).
+UPPER_ALLOWANCE = 0.15
 
 
 class PerformanceAgent(Agent[PerformanceSettings]):
     type = AgentType.PERFORMANCE
+
+    def __init__(self, name: str, settings: PerformanceSettings) -> None:
+        super().__init__(name, settings)
+        self._last: tuple[tuple[object, ...], tuple[int, str, float] | None] | None = None
 
     def evidence_needed(self) -> tuple[EvidenceRequest, ...]:
         s = self.settings
@@ -54,7 +64,8 @@ class PerformanceAgent(Agent[PerformanceSettings]):
                     name="demand_day_ago",
                     query=s.demand_query or DEFAULT_DEMAND_QUERY,
                     kind=QueryKind.RANGE,
-                    window_seconds=600,
+                    # Yesterday over the whole history window too, so that its forecasts can be judged.
+                    window_seconds=s.history_seconds + 600,
                     offset_seconds=DAY,
                     extend_seconds=self.horizon(30.0) + 600,
                 )
@@ -68,12 +79,25 @@ class PerformanceAgent(Agent[PerformanceSettings]):
         return self.settings.startup_seconds + interval_seconds
 
     def needed_replicas(self, situation: Situation, evidence: EvidenceSet) -> tuple[int, str, float] | None:
-        """Replicas needed at target utilisation, the reason and the demand peak; None without data."""
-        s = self.settings
+        """Replicas needed, the reason and the expected demand peak; None without data."""
         demand = evidence.get("demand")
         if demand is None or not demand.series:
             return None
         day_ago = evidence.get("demand_day_ago")
+        latency = evidence.get("latency")
+        # The engine asks for wishes, then for a proposal, with the same inputs: forecast once.
+        key = (situation, demand, day_ago, latency)
+        last = self._last
+        if last is not None and all(a is b for a, b in zip(last[0], key, strict=True)):
+            return last[1]
+        found = self._needed(situation, demand, day_ago, latency)
+        self._last = (key, found)
+        return found
+
+    def _needed(
+        self, situation: Situation, demand: Evidence, day_ago: Evidence | None, latency: Evidence | None
+    ) -> tuple[int, str, float] | None:
+        s = self.settings
         horizon = self.horizon(situation.interval_seconds)
         fc = forecast_peak(
             demand.series,
@@ -83,14 +107,19 @@ class PerformanceAgent(Agent[PerformanceSettings]):
         )
         if fc is None:
             return None
-        needed = math.ceil(fc.peak / (s.capacity_per_pod * s.target_utilisation) - 1e-9)
+        per_pod = s.capacity_per_pod * s.target_utilisation
+        ceiling = s.target_utilisation * (1.0 + UPPER_ALLOWANCE)
+        needed = max(
+            math.ceil(fc.expected / per_pod - 1e-9),
+            math.ceil(fc.peak / (s.capacity_per_pod * ceiling) - 1e-9),
+        )
         why = (
             f"demand {fc.level:.1f}/s (trend {fc.trend_per_second * 60:+.1f}/s per min"
             + (f", yesterday's peak {fc.seasonal_peak:.1f}/s" if fc.seasonal_peak is not None else "")
-            + f") forecast to peak at {fc.peak:.1f}/s within {horizon:.0f}s; "
-            f"{needed} pods keep utilisation at or below {s.target_utilisation:.0%}"
+            + f") forecast to peak at {fc.expected:.1f}/s within {horizon:.0f}s ({fc.method}), "
+            f"at most {fc.peak:.1f}/s; {needed} pods keep utilisation at or below "
+            f"{s.target_utilisation:.0%} at the expected peak and {ceiling:.1%} at the most"
         )
-        latency = evidence.get("latency")
         target = s.latency_target_seconds
         observed = latency.value if latency is not None else None
         if target and observed is not None and observed > target and situation.ready_replicas > 0:
@@ -99,7 +128,7 @@ class PerformanceAgent(Agent[PerformanceSettings]):
                 needed = by_latency
                 why += f"; latency {observed * 1000:.0f}ms is above its {target * 1000:.0f}ms target: {needed} pods"
 
-        return needed, why, fc.peak
+        return needed, why, fc.expected
 
     def wishes(self, situation: Situation, evidence: EvidenceSet) -> tuple[int, ...]:
         found = self.needed_replicas(situation, evidence)

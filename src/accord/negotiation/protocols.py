@@ -67,18 +67,26 @@ def _argmax(
     current: Candidate,
     score: Callable[[Candidate], float],
 ) -> Candidate:
-    """The first candidate of highest (score, *tiebreak), as `max` over `feasible` with that key.
+    """The first candidate of highest (score, *tiebreak), as `max` over `feasible` with that key."""
+    return _pick(feasible, _rows(feasible, voters), current, [score(c) for c in feasible])
 
-    Each voter's utilities are looked up once per candidate here rather than once per comparison
-    key, and the key is built from plain lists: this is the inner loop of every round.
-    """
+
+def _rows(feasible: Sequence[Candidate], voters: Sequence[Voter]) -> list[list[float]]:
+    """Each voter's utility of each feasible candidate, looked up once for every score that needs it."""
+    return [[v.utilities.get(c, 0.0) for c in feasible] for v in voters]
+
+
+def _pick(
+    feasible: Sequence[Candidate], rows: Sequence[Sequence[float]], current: Candidate, scores: Sequence[float]
+) -> Candidate:
+    """`_argmax` over precomputed scores: the key is built from plain lists, as this is the inner loop
+    of every round."""
     n = len(feasible)
-    rows = [[v.utilities.get(c, 0.0) for c in feasible] for v in voters]
     # Summed voter by voter, in voter order: the same floating-point sum as `tiebreak`'s.
     totals = [sum(column) for column in zip(*rows, strict=True)] if rows else [0] * n
     pool, replicas = current.placement, current.replicas
     keys = [
-        (score(c), totals[j], int(c.placement == pool), -abs(c.replicas - replicas), -c.replicas)
+        (scores[j], totals[j], int(c.placement == pool), -abs(c.replicas - replicas), -c.replicas)
         for j, c in enumerate(feasible)
     ]
     return feasible[max(range(n), key=keys.__getitem__)]
@@ -95,10 +103,12 @@ def nash(feasible: Sequence[Candidate], voters: Sequence[Voter], current: Candid
     keeps a zero utility finite.
     """
 
-    def score(c: Candidate) -> float:
-        return sum(v.weight * math.log(v.u(c) + NASH_EPSILON) for v in voters)
-
-    return Agreement(_argmax(feasible, voters, current, score))
+    rows = _rows(feasible, voters)
+    log = math.log
+    # Per voter, then summed over voters in voter order: the same floating-point sum as a sum per candidate.
+    terms = [[v.weight * log(u + NASH_EPSILON) for u in row] for v, row in zip(voters, rows, strict=True)]
+    scores = [sum(column) for column in zip(*terms, strict=True)] if terms else [0] * len(feasible)
+    return Agreement(_pick(feasible, rows, current, scores))
 
 
 def weighted(feasible: Sequence[Candidate], voters: Sequence[Voter], current: Candidate) -> Agreement:

@@ -1,0 +1,198 @@
+"""Engine throughput (BENCHMARK.md section 2): pure negotiation, no I/O, on one core.
+
+N workloads (1,000 and 10,000 by default), each negotiated once by the four built-in agents
+(performance, cost, security, compliance) under the default protocol, every agent with its
+evidence ready (a demand series for the performance agent: the last hour and yesterday's
+window, one sample a minute, as the operator would have gathered them), candidate sets of about
+40. Prints workloads negotiated per second of CPU time and the peak memory.
+
+    python benchmarks/engine.py [--workloads 1000 10000] [--repeat 3] [--profile]
+
+Timing uses process CPU time, the best of `--repeat` passes. Peak memory is reported twice: the
+peak of Python allocations during one pass (tracemalloc, in a separate untimed pass, because
+tracing slows allocation down) and the process's peak resident set size (ru_maxrss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import os
+import random
+import resource
+import sys
+import time
+import tracemalloc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from accord.agents.base import Agent, Candidate, Pool, Situation
+from accord.agents.forecast import DAY
+from accord.metrics.evidence import Evidence, EvidenceSet, Source
+from accord.models.agent import AgentSpec
+from accord.models.common import Model
+from accord.models.policy import NegotiationPolicySpec
+from accord.negotiation.candidates import generate
+from accord.negotiation.engine import Seat, negotiate
+from accord.negotiation.table import seat_agents
+
+NOW = 1_750_000_000.0
+QUERY = "sum(rate(http_requests_total[2m]))"
+
+
+def policy() -> NegotiationPolicySpec:
+    """The default protocol (nash) and bounds wide enough that candidates are thinned to about 40."""
+    return NegotiationPolicySpec.model_validate(
+        {
+            "agents": [{"name": "performance"}, {"name": "cost"}, {"name": "security"}, {"name": "compliance"}],
+            "bounds": {"minReplicas": 1, "maxReplicas": 200, "maxStepUp": 100, "maxStepDown": 50},
+            "placements": [{"name": "standard", "pricePerPodHour": 0.10}],
+            "intervalSeconds": 60,
+        }
+    )
+
+
+def agent_specs() -> dict[str, AgentSpec]:
+    return {
+        name: AgentSpec.model_validate(spec)
+        for name, spec in {
+            "performance": {"type": "performance", "weight": 2, "performance": {"capacityPerPod": 100}},
+            "cost": {"type": "cost", "cost": {"defaultPricePerPodHour": 0.10}},
+            "security": {"type": "security", "veto": True},
+            "compliance": {"type": "compliance", "veto": True, "compliance": {"minReplicas": 2}},
+        }.items()
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    situation: Situation
+    evidence: dict[str, EvidenceSet]
+
+
+def series(
+    rng: random.Random, *, end: float, minutes: int, level: float, slope: float
+) -> tuple[tuple[float, float], ...]:
+    return tuple(
+        (end - 60.0 * (minutes - 1 - i), max(0.0, level + slope * i + rng.gauss(0.0, 0.05 * level)))
+        for i in range(minutes)
+    )
+
+
+def workloads(n: int, *, seed: int = 7) -> list[Workload]:
+    """N workloads with varied demand and replica counts; each agent's evidence is ready."""
+    rng = random.Random(seed)
+    pools = {"standard": Pool(name="standard", price_per_pod_hour=0.10)}
+    made = []
+    for i in range(n):
+        level = rng.uniform(100.0, 8000.0)
+        replicas = max(2, min(200, round(level / 70.0 * rng.uniform(0.6, 1.4))))
+        situation = Situation(
+            namespace="bench",
+            name=f"w{i}",
+            kind="Deployment",
+            labels={"app": f"w{i}"},
+            current=Candidate(replicas, "standard"),
+            ready_replicas=replicas,
+            pools=pools,
+            now=NOW,
+            interval_seconds=60.0,
+        )
+        # What the performance agent asks for (`evidence_needed`): the last hour, and yesterday from an
+        # hour and ten minutes before this time to ten minutes after the horizon, a sample a minute.
+        recent = series(rng, end=NOW - 30.0, minutes=60, level=level, slope=rng.uniform(-0.01, 0.01) * level)
+        yesterday = series(rng, end=NOW - DAY + 780.0, minutes=83, level=level, slope=0.0)
+        demand = {
+            "demand": Evidence.from_series("demand", Source.PROMETHEUS, QUERY, recent),
+            "demand_day_ago": Evidence.from_series("demand_day_ago", Source.PROMETHEUS, QUERY, yesterday),
+        }
+        made.append(Workload(situation, {"performance": demand, "cost": {}, "security": {}, "compliance": {}}))
+    return made
+
+
+def negotiate_all(
+    spec: NegotiationPolicySpec, seated: Sequence[tuple[Seat, Agent[Model]]], items: Sequence[Workload]
+) -> int:
+    changed = 0
+    for w in items:
+        outcome = negotiate(policy=spec, situation=w.situation, agents=seated, evidence=w.evidence)
+        changed += outcome.changes
+    return changed
+
+
+def mean_candidates(
+    spec: NegotiationPolicySpec, seated: Sequence[tuple[Seat, Agent[Model]]], items: Sequence[Workload]
+) -> float:
+    sizes = []
+    for w in items[:200]:
+        wishes = [x for seat, agent in seated for x in agent.wishes(w.situation, w.evidence[seat.name])]
+        sizes.append(
+            len(generate(bounds=spec.bounds, current=w.situation.current, placements=["standard"], wishes=wishes))
+        )
+    return sum(sizes) / len(sizes)
+
+
+def peak_rss_mib() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def measure(n: int, repeat: int) -> dict[str, Any]:
+    spec = policy()
+    seated = seat_agents(spec, agent_specs()).seated
+    items = workloads(n)
+    negotiate_all(spec, seated, items[: min(n, 100)])  # warm caches and lazy imports
+    best = math.inf
+    for _ in range(repeat):
+        gc.collect()
+        started = time.process_time()
+        changed = negotiate_all(spec, seated, items)
+        best = min(best, time.process_time() - started)
+    gc.collect()
+    tracemalloc.start()
+    negotiate_all(spec, seated, items)
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
+        "workloads": n,
+        "cpu_seconds": best,
+        "per_second": n / best,
+        "changed": changed,
+        "candidates": mean_candidates(spec, seated, items),
+        "traced_peak_mib": traced_peak / (1024 * 1024),
+        "rss_peak_mib": peak_rss_mib(),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--workloads", type=int, nargs="+", default=[1000, 10_000])
+    parser.add_argument("--repeat", type=int, default=3, help="timed passes; the best is reported")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of one pass of the largest N")
+    args = parser.parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, whatever the machine has
+    print(f"{'workloads':>10} {'cpu s':>8} {'workloads/s':>12} {'candidates':>11} {'traced peak':>12} {'peak RSS':>10}")
+    for n in args.workloads:
+        r = measure(n, args.repeat)
+        print(
+            f"{r['workloads']:>10,} {r['cpu_seconds']:>8.3f} {r['per_second']:>12,.0f} {r['candidates']:>11.1f} "
+            f"{r['traced_peak_mib']:>9.1f} MiB {r['rss_peak_mib']:>6.0f} MiB"
+        )
+    if args.profile:
+        import cProfile
+        import pstats
+
+        spec = policy()
+        seated = seat_agents(spec, agent_specs()).seated
+        items = workloads(max(args.workloads))
+        profiler = cProfile.Profile()
+        profiler.runcall(negotiate_all, spec, seated, items)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,235 @@
+"""Accord in the replay: the operator's agents and engine deciding every tick (sim layer, pure).
+
+The agents are built from Agent specs by `seat_agents`, as the operator builds them; each tick
+the caller's side of the operator is played here: evidence is gathered for what every agent asks
+(`evidence_needed`), answered from the trace the policy may see (demand up to tick t - 1, one
+sample a minute, `Source.TRACE`), `negotiate` is called, the workload's `History` is remembered
+as the operator remembers it, and an outcome the executor would apply is applied. What a replay
+cannot have stays absent, as a failed Prometheus query would: instant queries (prices, latency,
+security signals) and external agents' answers. Nobody approves in a replay, so an outcome that
+waits for a person is never applied; trust stays as given (the operator learns it over days).
+
+`default_documents` is the one place the replay's default policy is written down; `accord
+simulate --print-policy` prints it as YAML that `--policy` takes back.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from accord.agents.base import Candidate, Pool, QueryKind, Situation
+from accord.agents.performance import UPPER_ALLOWANCE
+from accord.metrics.evidence import Evidence, EvidenceSet, Source
+from accord.models.agent import Agent, AgentSpec
+from accord.models.errors import describe_validation_error
+from accord.models.negotiation import Verdict
+from accord.models.policy import NegotiationPolicy, NegotiationPolicySpec
+from accord.negotiation.engine import negotiate
+from accord.negotiation.rules import History
+from accord.negotiation.table import seat_agents
+from accord.sim.model import ReplayModel, View
+from accord.sim.trace import TICK_SECONDS
+
+DEFAULT_PLACEMENT = "default"
+NAMESPACE = "replay"
+
+
+class PolicyFileError(ValueError):
+    """The --policy file does not hold what a replay needs: the message says what is wrong."""
+
+
+def default_documents(model: ReplayModel) -> list[dict[str, Any]]:
+    """The replay's default policy as Agent and NegotiationPolicy manifests (wire form).
+
+    The four built-in agents under a nash negotiation every 60 s, with their own defaults but for
+    what the model tells the performance agent: the pods' capacity, their start-up time, and the
+    SLO. The agent keeps the expected demand peak at its target utilisation and the upper bound of
+    its forecast at most `UPPER_ALLOWANCE` above the target; the target is set so that this
+    ceiling is the SLO utilisation (0.85 / 1.15 ≈ 0.74): the forecast's own misses, not a fixed
+    reserve, decide the headroom. Bounds are the model's; a decision may add as many pods as the
+    forecast asks for and remove a tenth of the largest count at a time. No scale-down
+    stabilization: the forecast never expects less than the latest observation, so a fall is
+    followed only once it is seen. No approval gates: a replay has no people to approve.
+    """
+    step_down = max(1, model.max_replicas // 10)
+    agents: list[dict[str, Any]] = [
+        {
+            "name": "performance",
+            "spec": {
+                "type": "performance",
+                "performance": {
+                    "capacityPerPod": model.capacity,
+                    "startupSeconds": model.startup * 60,
+                    "targetUtilisation": round(model.slo / (1.0 + UPPER_ALLOWANCE), 4),
+                },
+            },
+        },
+        {"name": "cost", "spec": {"type": "cost"}},
+        {"name": "security", "spec": {"type": "security", "veto": True}},
+        {"name": "compliance", "spec": {"type": "compliance", "veto": True}},
+    ]
+    documents: list[dict[str, Any]] = [
+        {"apiVersion": "accord.dev/v1alpha1", "kind": "Agent", "metadata": {"name": a["name"]}, "spec": a["spec"]}
+        for a in agents
+    ]
+    documents.append(
+        {
+            "apiVersion": "accord.dev/v1alpha1",
+            "kind": "NegotiationPolicy",
+            "metadata": {"name": "replay-default"},
+            "spec": {
+                "agents": [{"name": a["name"]} for a in agents],
+                "protocol": "nash",
+                "intervalSeconds": 60,
+                "bounds": {
+                    "minReplicas": model.min_replicas,
+                    "maxReplicas": model.max_replicas,
+                    "maxStepUp": max(1, model.max_replicas),
+                    "maxStepDown": step_down,
+                    "scaleDownStabilizationSeconds": 0,
+                },
+                "rules": {"requireApproval": {"placementChange": False}},
+            },
+        }
+    )
+    return documents
+
+
+def parse_documents(documents: Sequence[Any], *, origin: str) -> tuple[NegotiationPolicySpec, dict[str, AgentSpec]]:
+    """The one NegotiationPolicy and the Agents among manifests; anything else is ignored."""
+    policies: list[NegotiationPolicySpec] = []
+    agents: dict[str, AgentSpec] = {}
+    for document in documents:
+        if not isinstance(document, dict) or document.get("kind") not in {"Agent", "NegotiationPolicy"}:
+            continue
+        name = str((document.get("metadata") or {}).get("name", "?"))
+        try:
+            if document["kind"] == "Agent":
+                agents[name] = Agent.model_validate(document).spec
+            else:
+                policies.append(NegotiationPolicy.model_validate(document).spec)
+        except ValidationError as exc:
+            raise PolicyFileError(
+                f"{origin}: {document['kind']}/{name} is invalid:\n{describe_validation_error(exc)}"
+            ) from exc
+    if len(policies) != 1:
+        raise PolicyFileError(f"{origin}: expected one NegotiationPolicy, found {len(policies)}")
+    policy = policies[0]
+    missing = [p.name for p in policy.agents if p.name not in agents]
+    if missing:
+        raise PolicyFileError(f"{origin}: the policy names agents with no Agent document: {', '.join(missing)}")
+    return policy, agents
+
+
+def load_policy_file(path: Path) -> tuple[NegotiationPolicySpec, dict[str, AgentSpec]]:
+    try:
+        documents = list(yaml.safe_load_all(path.read_text()))
+    except yaml.YAMLError as exc:
+        raise PolicyFileError(f"{path}: not YAML: {exc}") from exc
+    return parse_documents(documents, origin=str(path))
+
+
+def default_policy(model: ReplayModel) -> tuple[NegotiationPolicySpec, dict[str, AgentSpec]]:
+    return parse_documents(default_documents(model), origin="the default replay policy")
+
+
+def default_policy_yaml(model: ReplayModel) -> str:
+    return yaml.safe_dump_all(default_documents(model), sort_keys=False)
+
+
+class Negotiated:
+    """A replay policy that negotiates every interval with the operator's agents and engine."""
+
+    def __init__(
+        self,
+        *,
+        policy: NegotiationPolicySpec,
+        agents: Mapping[str, AgentSpec],
+        model: ReplayModel,
+        workload: str = "workload",
+        name: str = "accord",
+        trust: Mapping[str, float] | None = None,
+    ) -> None:
+        table = seat_agents(policy, agents, trust=trust)
+        if table.missing:
+            raise PolicyFileError(f"no Agent named {', '.join(table.missing)}")
+        self.name = name
+        self.policy = policy
+        self.model = model
+        self.workload = workload
+        self.seated = table.seated
+        self.requests = {seat.name: agent.evidence_needed() for seat, agent in self.seated}
+        self.every = max(1, round(policy.interval_seconds / TICK_SECONDS))
+        self.placement = policy.placements[0].name if policy.placements else DEFAULT_PLACEMENT
+        self.pools = {
+            p.name: Pool(name=p.name, price_per_pod_hour=p.price_per_pod_hour, capacity_type=p.capacity_type)
+            for p in policy.placements
+        } or {DEFAULT_PLACEMENT: Pool(name=DEFAULT_PLACEMENT)}
+        self.keep = max(policy.bounds.scale_down_stabilization_seconds, policy.bounds.scale_up_stabilization_seconds)
+        self.history = History()
+        self.verdicts: Counter[str] = Counter()
+        self.query = f"trace:{workload}"
+
+    def notes(self) -> dict[str, int]:
+        return {f"verdict:{k}": v for k, v in sorted(self.verdicts.items())}
+
+    def evidence(self, view: View) -> dict[str, EvidenceSet]:
+        """Each agent's evidence, answered from what the view shows: range queries are the demand trace."""
+        found: dict[str, EvidenceSet] = {}
+        now = view.now
+        for seat, _ in self.seated:
+            mine: dict[str, Evidence] = {}
+            for request in self.requests[seat.name]:
+                if request.kind is QueryKind.RANGE:
+                    since = now - request.offset_seconds - request.window_seconds
+                    until = min(now, now - request.offset_seconds + request.extend_seconds)
+                    series = view.series(since, until)
+                    mine[request.name] = Evidence.from_series(request.name, Source.TRACE, self.query, series)
+                    if not series:
+                        mine[request.name] = Evidence.absent(request.name, Source.TRACE, self.query, "before the trace")
+                else:
+                    mine[request.name] = Evidence.absent(
+                        request.name, Source.TRACE, request.query, "a replay has only the demand trace"
+                    )
+            found[seat.name] = mine
+        return found
+
+    def decide(self, view: View) -> int:
+        if view.tick % self.every:
+            return view.requested
+        now = view.now
+        situation = Situation(
+            namespace=NAMESPACE,
+            name=self.workload,
+            kind="Deployment",
+            labels={},
+            current=Candidate(view.requested, self.placement),
+            ready_replicas=view.ready,
+            pools=self.pools,
+            now=now,
+            interval_seconds=self.every * TICK_SECONDS,
+        )
+        outcome = negotiate(
+            policy=self.policy,
+            situation=situation,
+            agents=self.seated,
+            evidence=self.evidence(view),
+            history=self.history,
+        )
+        self.verdicts[outcome.verdict.value] += 1
+        recommendation = outcome.recommendation if outcome.recommendation is not None else view.requested
+        self.history = self.history.remember(
+            now=now, recommendation=recommendation, changed=False, keep_seconds=self.keep
+        )
+        if outcome.verdict is not Verdict.APPLY or not outcome.changes:
+            return view.requested
+        # What the executor does after applying: the change counts against the change budget.
+        self.history = History(self.history.recommendations, (*self.history.changes, now))
+        self.placement = outcome.target.placement
+        return outcome.target.replicas
