@@ -9,8 +9,9 @@ window, one sample a minute, as the operator would have gathered them), candidat
     python benchmarks/engine.py [--workloads 1000 10000] [--repeat 3] [--profile]
 
 Timing uses process CPU time, the best of `--repeat` passes. Peak memory is reported twice: the
-peak of Python allocations during one pass (tracemalloc, in a separate untimed pass, because
-tracing slows allocation down) and the process's peak resident set size (ru_maxrss).
+peak of Python allocations (tracemalloc) while the N workloads' inputs are built and negotiated
+once, in an untimed pass because tracing slows allocation down; and the process's peak resident
+set size (ru_maxrss) over the timed passes, interpreter and inputs included.
 """
 
 from __future__ import annotations
@@ -144,15 +145,18 @@ def measure(n: int, repeat: int) -> dict[str, Any]:
     seated = seat_agents(spec, agent_specs()).seated
     items = workloads(n)
     negotiate_all(spec, seated, items[: min(n, 100)])  # warm caches and lazy imports
+    candidates = mean_candidates(spec, seated, items)
     best = math.inf
     for _ in range(repeat):
         gc.collect()
         started = time.process_time()
         changed = negotiate_all(spec, seated, items)
         best = min(best, time.process_time() - started)
+    rss = peak_rss_mib()  # before tracing, whose own bookkeeping would inflate it
+    del items
     gc.collect()
-    tracemalloc.start()
-    negotiate_all(spec, seated, items)
+    tracemalloc.start()  # the workloads' inputs (situations, evidence) and one pass over them
+    negotiate_all(spec, seated, workloads(n))
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return {
@@ -160,9 +164,9 @@ def measure(n: int, repeat: int) -> dict[str, Any]:
         "cpu_seconds": best,
         "per_second": n / best,
         "changed": changed,
-        "candidates": mean_candidates(spec, seated, items),
+        "candidates": candidates,
         "traced_peak_mib": traced_peak / (1024 * 1024),
-        "rss_peak_mib": peak_rss_mib(),
+        "rss_peak_mib": rss,
     }
 
 

@@ -12,8 +12,8 @@ started), as an expected value and an upper bound:
   ratio-adjusted seasonal-naive forecast from the same time a day earlier raises the expectation
   when yesterday's history is there and has earned it: when, over the same recent samples,
   raising the forecast to yesterday's would have asked for no more capacity at the same
-  coverage (yesterday's noise is no forecast of today's). No predictor forecasts below the latest observation: it is
-  certain to have happened, while a fall is only believed once it is seen.
+  coverage (yesterday's noise is no forecast of today's). No predictor forecasts below the
+  latest observation: it is certain to have happened, while a fall is only believed once seen.
 - **Margin.** The `QUANTILE` of the winner's recent misses (an empirical, conformal-style bound:
   no distribution is assumed); the upper bound is the expected peak plus that margin. Until a
   horizon's worth of history exists, the standard deviation of Holt's one-step residuals stands in.
