@@ -16,7 +16,6 @@ import argparse
 import json
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,20 +34,6 @@ from accord.cluster.prometheus import PrometheusServer  # noqa: E402
 from operator_process import OperatorProcess  # noqa: E402
 
 QUERY = 'sum(accord_emulator_requests_per_second{namespace="$namespace", deployment="$workload"})'
-
-
-def kubectl(kubeconfig: Path, *args: str, input_: str | None = None) -> str:
-    result = subprocess.run(
-        [str(tools.kubectl()), f"--kubeconfig={kubeconfig}", *args],
-        input=input_,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args[:3])}: {result.stderr[-2000:]}")
-    return result.stdout
 
 
 def manifests(namespace: str, count: int, *, approval: bool) -> list[dict[str, Any]]:
@@ -120,14 +105,14 @@ def policy(namespace: str, *, approval: bool) -> dict[str, Any]:
 
 
 def negotiations(kubeconfig: Path, namespace: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = json.loads(kubectl(kubeconfig, "get", "negotiations", "-n", namespace, "-o", "json"))[
-        "items"
-    ]
+    items: list[dict[str, Any]] = json.loads(
+        tools.run_kubectl(kubeconfig, "get", "negotiations", "-n", namespace, "-o", "json")
+    )["items"]
     return items
 
 
 def replicas(kubeconfig: Path, namespace: str) -> dict[str, int]:
-    items = json.loads(kubectl(kubeconfig, "get", "deployments", "-n", namespace, "-o", "json"))["items"]
+    items = json.loads(tools.run_kubectl(kubeconfig, "get", "deployments", "-n", namespace, "-o", "json"))["items"]
     return {d["metadata"]["name"]: int(d["spec"]["replicas"]) for d in items}
 
 
@@ -160,9 +145,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="accord-bench-"))
     with LocalControlPlane() as plane:
         kc = Path(plane.kubeconfig)
-        kubectl(kc, "apply", "-f", str(REPO / "crds"))
+        tools.run_kubectl(kc, "apply", "-f", str(REPO / "crds"))
         for crd in ("agents", "negotiationpolicies", "negotiations"):
-            kubectl(kc, "wait", "--for=condition=Established", f"crd/{crd}.accord.dev", "--timeout=60s")
+            tools.run_kubectl(kc, "wait", "--for=condition=Established", f"crd/{crd}.accord.dev", "--timeout=60s")
         from kubernetes import config
 
         api = config.new_client_from_config(config_file=str(kc))  # type: ignore[no-untyped-call]
@@ -173,7 +158,9 @@ def main() -> int:
             scale_ns, approve_ns = "bench", "bench-approvals"
             print(f"creating {args.workloads} + {args.approvals} Deployments ...", flush=True)
             for ns, count, approval in ((scale_ns, args.workloads, False), (approve_ns, args.approvals, True)):
-                kubectl(kc, "apply", "-f", "-", input_=yaml.safe_dump_all(manifests(ns, count, approval=approval)))
+                tools.run_kubectl(
+                    kc, "apply", "-f", "-", input_=yaml.safe_dump_all(manifests(ns, count, approval=approval))
+                )
                 for i in range(count):
                     # 100 req/s at 70% of 100 req/s per pod: every workload needs 2 replicas, not 1
                     emulator.add_workload(ns, f"w{i:04d}", demand=100.0)
@@ -182,7 +169,7 @@ def main() -> int:
             operator.start()
             try:
                 created = time.monotonic()
-                kubectl(kc, "apply", "-f", "-", input_=yaml.safe_dump(policy(scale_ns, approval=False)))
+                tools.run_kubectl(kc, "apply", "-f", "-", input_=yaml.safe_dump(policy(scale_ns, approval=False)))
                 decided = wait(
                     lambda: len({n["spec"]["workload"]["name"] for n in negotiations(kc, scale_ns)}) >= args.workloads,
                     args.timeout,
@@ -207,7 +194,7 @@ def main() -> int:
                     f"({requests:.0f} requests, {decisions} decisions)"
                 )
 
-                kubectl(kc, "apply", "-f", "-", input_=yaml.safe_dump(policy(approve_ns, approval=True)))
+                tools.run_kubectl(kc, "apply", "-f", "-", input_=yaml.safe_dump(policy(approve_ns, approval=True)))
                 wait(
                     lambda: (
                         sum(
@@ -230,12 +217,14 @@ def main() -> int:
                     workload = n["spec"]["workload"]["name"]
                     target = n["spec"]["outcome"]["target"]["replicas"]
                     start = time.monotonic()
-                    kubectl(kc, "annotate", "negotiation", "-n", approve_ns, name, "accord.dev/approval=approved")
+                    tools.run_kubectl(
+                        kc, "annotate", "negotiation", "-n", approve_ns, name, "accord.dev/approval=approved"
+                    )
                     wait(
                         lambda w=workload, t=target: (
-                            json.loads(kubectl(kc, "get", "deployment", "-n", approve_ns, w, "-o", "json"))["spec"][
-                                "replicas"
-                            ]
+                            json.loads(tools.run_kubectl(kc, "get", "deployment", "-n", approve_ns, w, "-o", "json"))[
+                                "spec"
+                            ]["replicas"]
                             == t
                         ),
                         60,

@@ -36,20 +36,6 @@ EXAMPLES = ROOT / "examples"
 DEMO_NAMESPACE = "shop"
 
 
-def _kubectl(kubeconfig: Path, *args: str, input_: str | None = None) -> str:
-    result = subprocess.run(
-        [str(tools.kubectl()), f"--kubeconfig={kubeconfig}", *args],
-        input=input_,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout
-
-
 @contextmanager
 def _kind_cluster(workdir: Path) -> Iterator[Path]:
     name = "accord-demo"
@@ -110,11 +96,13 @@ def _approve_waiting(kubeconfig: Path, items: list[dict[str, Any]], after: float
         if now - created >= after:
             name = n["metadata"]["name"]
             print(f"{time.strftime('%H:%M:%S')}  (approving {name} after {after:.0f}s)", flush=True)
-            _kubectl(kubeconfig, "annotate", "negotiation", "-n", DEMO_NAMESPACE, name, "accord.dev/approval=approved")
+            tools.run_kubectl(
+                kubeconfig, "annotate", "negotiation", "-n", DEMO_NAMESPACE, name, "accord.dev/approval=approved"
+            )
 
 
 def _print_changes(kubeconfig: Path, seen: dict[str, str], approve_after: float) -> None:
-    out = _kubectl(kubeconfig, "get", "negotiations", "-n", DEMO_NAMESPACE, "-o", "json")
+    out = tools.run_kubectl(kubeconfig, "get", "negotiations", "-n", DEMO_NAMESPACE, "-o", "json")
     items = sorted(json.loads(out)["items"], key=lambda n: n["metadata"]["creationTimestamp"])
     for n in items:
         name = n["metadata"]["name"]
@@ -163,13 +151,15 @@ def run(args: argparse.Namespace) -> int:
             kubeconfig = stack.enter_context(_kind_cluster(workdir))
         else:
             kubeconfig = Path(os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config")))
-        _kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"))
+        tools.run_kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"))
         for crd in ("agents", "negotiationpolicies", "negotiations"):
-            _kubectl(kubeconfig, "wait", "--for=condition=Established", f"crd/{crd}.accord.dev", "--timeout=60s")
+            tools.run_kubectl(
+                kubeconfig, "wait", "--for=condition=Established", f"crd/{crd}.accord.dev", "--timeout=60s"
+            )
         if cluster == "local":
-            _kubectl(kubeconfig, "apply", "-f", str(EXAMPLES / "nodes.yaml"))
-        _kubectl(kubeconfig, "create", "namespace", DEMO_NAMESPACE)
-        _kubectl(
+            tools.run_kubectl(kubeconfig, "apply", "-f", str(EXAMPLES / "nodes.yaml"))
+        tools.run_kubectl(kubeconfig, "create", "namespace", DEMO_NAMESPACE)
+        tools.run_kubectl(
             kubeconfig,
             "apply",
             "-n",
@@ -179,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
             "-f",
             str(EXAMPLES / "policy.yaml"),
         )
-        _kubectl(kubeconfig, "apply", "-f", "-", input_=yaml.safe_dump_all(_workloads()))
+        tools.run_kubectl(kubeconfig, "apply", "-f", "-", input_=yaml.safe_dump_all(_workloads()))
 
         from kubernetes import config
 
@@ -233,6 +223,6 @@ def run(args: argparse.Namespace) -> int:
                 time.sleep(2)
         except KeyboardInterrupt:
             print("\n==> stopping", flush=True)
-        print(_kubectl(kubeconfig, "get", "negotiations", "-n", DEMO_NAMESPACE), flush=True)
+        print(tools.run_kubectl(kubeconfig, "get", "negotiations", "-n", DEMO_NAMESPACE), flush=True)
     print("==> stopped: cluster, Prometheus, emulator and operator are gone")
     return 0

@@ -116,3 +116,20 @@ def helm() -> Path:
 def prometheus() -> Path:
     """Debian's Prometheus server."""
     return _first_executable("prometheus", [Path("/usr/bin/prometheus")], on_path=True)
+
+
+def run_kubectl(kubeconfig: Path, *args: str, input_: str | None = None, timeout: float = 600) -> str:
+    """Run the cached kubectl against `kubeconfig`; its stdout, or RuntimeError with its stderr."""
+    import subprocess
+
+    result = subprocess.run(
+        [str(kubectl()), f"--kubeconfig={kubeconfig}", *args],
+        input=input_,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args[:3])} failed: {result.stderr.strip()[-2000:]}")
+    return result.stdout
