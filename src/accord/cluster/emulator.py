@@ -47,8 +47,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal
+
+from accord.cluster.service import Service
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -333,7 +334,7 @@ def render_metrics(samples: Iterable[WorkloadSample]) -> str:
 # --------------------------------------------------------------------------- the emulator
 
 
-class WorkloadEmulator:
+class WorkloadEmulator(Service):
     """Serves emulated workload metrics on ``http://127.0.0.1:<port>/metrics``.
 
     ::
@@ -654,18 +655,6 @@ class WorkloadEmulator:
         for thread in self._threads:
             thread.join(timeout=10)
         self._threads = []
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------- command line

@@ -40,8 +40,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Self
+from typing import IO, TYPE_CHECKING, Any
 
 import yaml
 from cryptography import x509
@@ -50,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from accord.cluster import tools
+from accord.cluster.service import Service
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -310,7 +310,7 @@ def _kill_group(process: subprocess.Popen[bytes], *, grace: float) -> None:
 # --------------------------------------------------------------------------- the control plane
 
 
-class LocalControlPlane:
+class LocalControlPlane(Service):
     """etcd + kube-apiserver + kube-controller-manager on loopback.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`::
@@ -411,18 +411,6 @@ class LocalControlPlane:
         return {c.name: c.process.pid for c in self._components if c.process.poll() is None}
 
     # ----------------------------------------------------------------- lifecycle
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Start the three components and wait until the cluster serves requests."""

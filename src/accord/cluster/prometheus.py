@@ -24,13 +24,13 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any
 
 import yaml
 
 from accord.cluster import tools
 from accord.cluster.local import free_port
+from accord.cluster.service import Service
 
 __all__ = ["PrometheusError", "PrometheusServer"]
 
@@ -39,7 +39,7 @@ class PrometheusError(RuntimeError):
     """Prometheus did not start, or refused its configuration."""
 
 
-class PrometheusServer:
+class PrometheusServer(Service):
     """Prometheus scraping ``targets`` (``host:port`` strings) every ``scrape_interval``.
 
     Pass ``config`` instead to run a complete configuration of your own; its
@@ -164,18 +164,6 @@ class PrometheusServer:
             ) from exc
 
     # ----------------------------------------------------------------- lifecycle
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         if self._process is not None:

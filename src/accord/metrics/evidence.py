@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
 
 
@@ -62,7 +61,3 @@ class Evidence:
 
 
 EvidenceSet = Mapping[str, Evidence]
-
-
-def epoch(moment: datetime) -> float:
-    return moment.timestamp()

@@ -20,10 +20,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 # Kubernetes object names (RFC 1123 subdomain / label).
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 Name = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
-LabelName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 ReplicaCount = Annotated[int, Field(ge=0, le=100_000)]
 

@@ -24,11 +24,6 @@ class Phase(StrEnum):
     HELD = "Held"
 
 
-TERMINAL_PHASES = frozenset(
-    {Phase.APPLIED, Phase.REJECTED, Phase.EXPIRED, Phase.SUPERSEDED, Phase.IMPASSE, Phase.FAILED, Phase.HELD}
-)
-
-
 class WorkloadRef(Model):
     kind: Literal["Deployment", "StatefulSet"] = Field(description="Deployment or StatefulSet.")
     namespace: str = Field(description="Namespace of the workload.")

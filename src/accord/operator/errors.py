@@ -11,9 +11,5 @@ class StaleDecision(AccordError):  # noqa: N818 - the name says what it is to a 
     """The workload changed after the decision was made; the decision is superseded, not applied."""
 
 
-class PolicyViolation(AccordError):  # noqa: N818
-    """A spec breaks a rule the schema cannot express; the object must change (permanent)."""
-
-
 class AutoscalerConflict(AccordError):  # noqa: N818
     """Another autoscaler manages the workload's replicas and the policy does not coordinate with it."""
