@@ -217,3 +217,23 @@ def test_a_quieter_yesterday_does_not_lower_the_trend_forecast() -> None:
     assert seasonal.seasonal_peak is not None
     assert seasonal.seasonal_peak < trend_only.peak
     assert seasonal.peak == pytest.approx(trend_only.peak)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.floats(min_value=0, max_value=1e5, allow_nan=False), min_size=1, max_size=30),
+    before=st.floats(min_value=0, max_value=1e5),
+    ahead=st.floats(min_value=0, max_value=1e5),
+    horizon=st.floats(min_value=0, max_value=3600),
+)
+def test_any_history_length_with_yesterday_gives_a_forecast(
+    values: list[float], before: float, ahead: float, horizon: float
+) -> None:
+    """A short history (fewer samples than the horizon has steps) beside a full yesterday: a startup
+    of several minutes with a workload that has just appeared, or Prometheus restarted."""
+    history = [(NOW - 60.0 * (len(values) - 1 - i), v) for i, v in enumerate(values)]
+    day_ago = [(NOW - DAY - 3600 + 60.0 * i, before if i <= 60 else ahead) for i in range(61 + int(horizon // 60) + 2)]
+    fc = forecast_peak(history, now=NOW, horizon_seconds=horizon, day_ago=day_ago)
+    assert fc is not None
+    assert fc.peak >= values[-1] - 1e-6 * max(1.0, values[-1])
+    assert fc.samples == len(values)

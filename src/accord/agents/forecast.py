@@ -64,32 +64,32 @@ def median_step(series: Sequence[tuple[float, float]]) -> float:
 
 def holt(values: Sequence[float], *, alpha: float = 0.5, beta: float = 0.3) -> tuple[float, float, float]:
     """Level, trend per step and the standard deviation of one-step-ahead residuals."""
-    level = values[0]
-    trend = (values[min(len(values) - 1, 1)] - values[0]) if len(values) > 1 else 0.0
-    residuals: list[float] = []
-    for value in values[1:]:
-        predicted = level + trend
-        residuals.append(value - predicted)
-        new_level = alpha * value + (1 - alpha) * predicted
-        trend = beta * (new_level - level) + (1 - beta) * trend
-        level = new_level
-    std = math.sqrt(sum(r * r for r in residuals) / len(residuals)) if residuals else 0.0
-    return level, trend, std
+    paths = predictions(values, 1.0, alpha=alpha, beta=beta)
+    return paths.level, paths.trend, paths.residual_std
 
 
-def predictions(
-    values: Sequence[float], steps_ahead: float, *, alpha: float = 0.5, beta: float = 0.3
-) -> tuple[tuple[list[float], ...], list[float]]:
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """Every predictor's forecast at every sample, with Holt's state: one pass over the history."""
+
+    by_predictor: tuple[list[float], ...]  # in the order of `PREDICTORS`
+    levels: list[float]  # Holt's level at every sample
+    level: float  # Holt's level and trend per step after the last sample
+    trend: float
+    residual_std: float  # of Holt's one-step-ahead residuals
+
+
+def predictions(values: Sequence[float], steps_ahead: float, *, alpha: float = 0.5, beta: float = 0.3) -> Paths:
     """For every sample i, each predictor's expected peak over the next `steps_ahead` steps, from values[: i + 1].
 
-    The paths come in the order of `PREDICTORS`, every prediction at least the sample it was made
-    at; with them, Holt's level at every sample.
+    Every prediction is at least the sample it was made at.
     """
     first = values[0]
     level = first
     trend = (values[1] - first) if len(values) > 1 else 0.0
     smooth = first
     previous = first
+    squares = 0.0
     by_holt: list[float] = []
     by_slope: list[float] = []
     by_level: list[float] = []
@@ -98,6 +98,8 @@ def predictions(
     for i, value in enumerate(values):
         if i:
             predicted = level + trend
+            miss = value - predicted
+            squares += miss * miss
             new_level = alpha * value + (1 - alpha) * predicted
             trend = beta * (new_level - level) + (1 - beta) * trend
             level = new_level
@@ -109,7 +111,8 @@ def predictions(
         by_slope.append(value + rise * steps_ahead if rise > 0 else value)
         by_level.append(smooth if smooth > value else value)
         previous = value
-    return (by_holt, by_slope, by_level, list(values)), levels
+    std = math.sqrt(squares / (len(values) - 1)) if len(values) > 1 else 0.0
+    return Paths((by_holt, by_slope, by_level, list(values)), levels, level, trend, std)
 
 
 def quantile(ordered: Sequence[float], q: float) -> float:
@@ -173,10 +176,10 @@ def forecast_peak(
         return None
     values = [max(0.0, v) for _, v in points]
     step = median_step(points)
-    level, trend, std = holt(values)
     steps_ahead = max(1.0, horizon_seconds / step)
     horizon_steps = math.ceil(steps_ahead - 1e-9)
-    paths, levels = predictions(values, steps_ahead)
+    run = predictions(values, steps_ahead)
+    paths, levels, level, trend, std = run.by_predictor, run.levels, run.level, run.trend, run.residual_std
     judged = window(len(values), horizon_steps)
     ahead = [max(values[i + 1 : i + 1 + horizon_steps]) for i in judged]
     method, margin, spread = 0, std, std  # until a horizon of history exists, Holt's residuals stand in
@@ -184,17 +187,21 @@ def forecast_peak(
         method, result = choose(paths, ahead, judged, quantile_level)
         margin, spread = result.margin, result.spread
     expected = paths[method][-1]
-    seasonal = _seasonal_peak(day_ago, now=now, horizon_seconds=horizon_seconds, level=level)
-    if seasonal is not None:
-        include, combined = _judge_seasonal(
-            day_ago,
-            times=[points[i][0] for i in judged],
-            levels=levels[judged.start : judged.stop],
-            chosen=paths[method][judged.start : judged.stop],
-            ahead=ahead,
-            horizon_seconds=horizon_seconds,
-            q=quantile_level,
-        )
+    past = Yesterday.of(day_ago) if day_ago else None
+    seasonal = None if past is None else _seasonal_peak(past, now=now, horizon_seconds=horizon_seconds, level=level)
+    if seasonal is not None and past is not None:
+        # Until a horizon of history exists, nothing can judge yesterday: it has its say.
+        include, combined = True, None
+        if judged:
+            include, combined = _judge_seasonal(
+                past,
+                times=[points[i][0] for i in judged],
+                levels=levels[judged.start : judged.stop],
+                chosen=paths[method][judged.start : judged.stop],
+                ahead=ahead,
+                horizon_seconds=horizon_seconds,
+                q=quantile_level,
+            )
         if not include:
             seasonal = None
         else:
@@ -216,8 +223,36 @@ def forecast_peak(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Yesterday:
+    """Yesterday's finite samples in time order, with prefix sums for window means."""
+
+    stamps: list[float]
+    values: list[float]
+    sums: list[float]
+
+    @classmethod
+    def of(cls, day_ago: Sequence[tuple[float, float]]) -> Yesterday:
+        kept = [(t, v) for t, v in day_ago if math.isfinite(v)]
+        if any(a[0] > b[0] for a, b in pairwise(kept)):
+            kept.sort()
+        values = [v for _, v in kept]
+        return cls([t for t, _ in kept], values, [0.0, *accumulate(values)])
+
+    def window(self, moment: float, horizon_seconds: float) -> tuple[float, float] | None:
+        """At `moment` a day ago: the mean over the ten minutes up to it and the peak over the horizon after it."""
+        anchor = moment - DAY
+        stamps = self.stamps
+        lo = bisect_left(stamps, anchor - 600)
+        mid = bisect_right(stamps, anchor, lo)
+        hi = bisect_right(stamps, anchor + horizon_seconds, mid)
+        if lo >= mid or mid >= hi:
+            return None
+        return (self.sums[mid] - self.sums[lo]) / (mid - lo), max(self.values[mid:hi])
+
+
 def _judge_seasonal(
-    day_ago: Sequence[tuple[float, float]],
+    yesterday: Yesterday,
     *,
     times: Sequence[float],
     levels: Sequence[float],
@@ -232,44 +267,31 @@ def _judge_seasonal(
     for no more capacity at the same coverage; and, until three recent samples have a yesterday to
     be judged by, it has too (with no backtest).
     """
-    yesterday = [(t, v) for t, v in day_ago if math.isfinite(v)]
-    if any(a[0] > b[0] for a, b in pairwise(yesterday)):
-        yesterday.sort()
-    stamps = [t for t, _ in yesterday]
-    values = [v for _, v in yesterday]
-    sums = [0.0, *accumulate(values)]
-    both: list[tuple[float, float, float]] = []
+    alone: list[float] = []  # the chosen forecast, and raised to yesterday's, at each judged sample
+    raised: list[float] = []
+    peaks: list[float] = []
+    window = yesterday.window
     for t, lvl, c, a in zip(times, levels, chosen, ahead, strict=True):
-        anchor = t - DAY
-        lo = bisect_left(stamps, anchor - 600)
-        mid = bisect_right(stamps, anchor, lo)
-        hi = bisect_right(stamps, anchor + horizon_seconds, mid)
-        if lo >= mid or mid >= hi:
+        found = window(t, horizon_seconds)
+        if found is None or found[0] <= 0:
             continue
-        base = (sums[mid] - sums[lo]) / (mid - lo)
-        if base <= 0:
-            continue
-        s = max(values[mid:hi]) * min(4.0, max(0.25, lvl / base))
-        both.append((c, s if s > c else c, a))
-    if len(both) < 3:
+        base, peak = found
+        ratio = lvl / base
+        s = peak * (4.0 if ratio > 4.0 else 0.25 if ratio < 0.25 else ratio)
+        alone.append(c)
+        raised.append(s if s > c else c)
+        peaks.append(a)
+    if len(peaks) < 3:
         return True, None
-    peaks = [a for _, _, a in both]
-    alone = backtest([c for c, _, _ in both], peaks, q)
-    combined = backtest([m for _, m, _ in both], peaks, q)
-    return combined.asked <= alone.asked + 1e-9 * max(1.0, abs(alone.asked)), combined
+    unraised = backtest(alone, peaks, q)
+    combined = backtest(raised, peaks, q)
+    return combined.asked <= unraised.asked + 1e-9 * max(1.0, abs(unraised.asked)), combined
 
 
-def _seasonal_peak(
-    day_ago: Sequence[tuple[float, float]], *, now: float, horizon_seconds: float, level: float
-) -> float | None:
+def _seasonal_peak(yesterday: Yesterday, *, now: float, horizon_seconds: float, level: float) -> float | None:
     """Yesterday's peak over the same horizon, scaled by how today compares with yesterday."""
-    anchor = now - DAY
-    before = [v for t, v in day_ago if anchor - 600 <= t <= anchor]
-    ahead = [v for t, v in day_ago if anchor < t <= anchor + horizon_seconds]
-    if not before or not ahead:
+    found = yesterday.window(now, horizon_seconds)
+    if found is None or found[0] <= 0:
         return None
-    base = sum(before) / len(before)
-    if base <= 0:
-        return None
-    ratio = min(4.0, max(0.25, level / base))
-    return max(ahead) * ratio
+    base, peak = found
+    return peak * min(4.0, max(0.25, level / base))
