@@ -11,27 +11,22 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, NamedTuple, TypeVar
 
 from accord.metrics.evidence import Evidence, EvidenceSet
 from accord.models.agent import AgentType
 from accord.models.common import Model
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Candidate:
-    """One possible outcome: a replica count on a pool."""
+class Candidate(NamedTuple):
+    """One possible outcome: a replica count on a pool.
+
+    A named tuple: candidates key every utility map and are hashed and compared thousands of times
+    per round, which a tuple does in C. Candidates order by replicas, then pool name.
+    """
 
     replicas: int
     placement: str
-    # Candidates key every utility map and are looked up thousands of times per round: hash once.
-    _hash: int = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash((self.replicas, self.placement)))
-
-    def __hash__(self) -> int:
-        return self._hash
 
     def __str__(self) -> str:
         return f"{self.replicas}@{self.placement}"

@@ -239,16 +239,18 @@ class Yesterday:
         values = [v for _, v in kept]
         return cls([t for t, _ in kept], values, [0.0, *accumulate(values)])
 
-    def window(self, moment: float, horizon_seconds: float) -> tuple[float, float] | None:
-        """At `moment` a day ago: the mean over the ten minutes up to it and the peak over the horizon after it."""
-        anchor = moment - DAY
-        stamps = self.stamps
-        lo = bisect_left(stamps, anchor - 600)
-        mid = bisect_right(stamps, anchor, lo)
-        hi = bisect_right(stamps, anchor + horizon_seconds, mid)
-        if lo >= mid or mid >= hi:
-            return None
-        return (self.sums[mid] - self.sums[lo]) / (mid - lo), max(self.values[mid:hi])
+    def windows(self, moments: Sequence[float], horizon_seconds: float) -> list[tuple[float, float] | None]:
+        """At each moment a day ago: the mean over the ten minutes up to it and the peak over the
+        horizon after it (None where either side is empty)."""
+        stamps, values, sums = self.stamps, self.values, self.sums
+        found: list[tuple[float, float] | None] = []
+        for moment in moments:
+            anchor = moment - DAY
+            lo = bisect_left(stamps, anchor - 600)
+            mid = bisect_right(stamps, anchor, lo)
+            hi = bisect_right(stamps, anchor + horizon_seconds, mid)
+            found.append(None if lo >= mid or mid >= hi else ((sums[mid] - sums[lo]) / (mid - lo), max(values[mid:hi])))
+        return found
 
 
 def _judge_seasonal(
@@ -270,9 +272,7 @@ def _judge_seasonal(
     alone: list[float] = []  # the chosen forecast, and raised to yesterday's, at each judged sample
     raised: list[float] = []
     peaks: list[float] = []
-    window = yesterday.window
-    for t, lvl, c, a in zip(times, levels, chosen, ahead, strict=True):
-        found = window(t, horizon_seconds)
+    for found, lvl, c, a in zip(yesterday.windows(times, horizon_seconds), levels, chosen, ahead, strict=True):
         if found is None or found[0] <= 0:
             continue
         base, peak = found
@@ -290,7 +290,7 @@ def _judge_seasonal(
 
 def _seasonal_peak(yesterday: Yesterday, *, now: float, horizon_seconds: float, level: float) -> float | None:
     """Yesterday's peak over the same horizon, scaled by how today compares with yesterday."""
-    found = yesterday.window(now, horizon_seconds)
+    found = yesterday.windows([now], horizon_seconds)[0]
     if found is None or found[0] <= 0:
         return None
     base, peak = found
