@@ -73,6 +73,8 @@ install_apt_packages() {
     fi
     [ -x /usr/bin/etcd ] || die "/usr/bin/etcd missing after installing etcd-server"
     [ -x /usr/bin/prometheus ] || die "/usr/bin/prometheus missing after installing prometheus"
+    # promtool comes in the same package; the replay test backfills history with it.
+    [ -x /usr/bin/promtool ] || die "/usr/bin/promtool missing after installing prometheus"
 }
 
 # ---------------------------------------------------------------------------
@@ -350,6 +352,7 @@ summary() {
     echo "Accord test tools (cache: ${CACHE})"
     printf '  %-24s %-58s %s\n' "etcd" "/usr/bin/etcd" "$(/usr/bin/etcd --version 2>/dev/null | head -n1)"
     printf '  %-24s %-58s %s\n' "prometheus" "/usr/bin/prometheus" "$(/usr/bin/prometheus --version 2>&1 | head -n1)"
+    printf '  %-24s %-58s %s\n' "promtool" "/usr/bin/promtool" "$(/usr/bin/promtool --version 2>&1 | head -n1)"
     printf '  %-24s %-58s %s\n' "kube-apiserver" "${apiserver_dir}/kube-apiserver" "$("${apiserver_dir}/kube-apiserver" --version 2>/dev/null)"
     local cm="${apiserver_dir}/kube-controller-manager"
     [ -x "${cm}" ] || cm="${K8S_BIN}/kube-controller-manager"

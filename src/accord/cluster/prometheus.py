@@ -47,6 +47,10 @@ class PrometheusServer(Service):
 
         with PrometheusServer(targets=[emulator.target], scrape_interval="1s") as prom:
             PrometheusConnect(url=prom.url).custom_query("up")
+
+    ``directory`` (default: a temporary one, removed on stop) holds the configuration, the log
+    and the TSDB in ``tsdb/``; blocks already there, such as history backfilled with
+    ``promtool tsdb create-blocks-from``, are served as soon as the server is ready.
     """
 
     def __init__(

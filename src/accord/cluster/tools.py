@@ -27,6 +27,7 @@ __all__ = [
     "kube_controller_manager",
     "kubectl",
     "prometheus",
+    "promtool",
 ]
 
 K8S_VERSION = "1.20.2"
@@ -116,6 +117,11 @@ def helm() -> Path:
 def prometheus() -> Path:
     """Debian's Prometheus server."""
     return _first_executable("prometheus", [Path("/usr/bin/prometheus")], on_path=True)
+
+
+def promtool() -> Path:
+    """Prometheus's promtool (Debian ships it in the ``prometheus`` package), e.g. to backfill a TSDB."""
+    return _first_executable("promtool", [Path("/usr/bin/promtool")], on_path=True)
 
 
 def run_kubectl(kubeconfig: Path, *args: str, input_: str | None = None, timeout: float = 600) -> str:
