@@ -47,7 +47,7 @@ def test_fewer_replicas_on_the_same_pool_score_higher() -> None:
     assert utilities == sorted(utilities, reverse=True)
     assert len(set(utilities)) == 4
     assert utilities[0] == 1.0
-    assert utilities[-1] == 0.0
+    assert 0.0 < utilities[-1] < 0.25  # 8 pods cost 8 times as much; never scored as nothing
 
 
 @pytest.mark.parametrize(
@@ -64,13 +64,19 @@ def test_cheaper_candidate_gets_higher_utility(cheaper: str, dearer: str) -> Non
     assert proposal.utility(c(cheaper)) > proposal.utility(c(dearer))
 
 
-def test_utility_is_linear_in_spend_between_cheapest_and_dearest() -> None:
-    # spends: 2@spot 0.066, 6@standard 0.6; 4@standard 0.4 sits at (0.6-0.4)/(0.6-0.066)
+def test_utility_is_the_cheapest_spend_over_the_candidates() -> None:
+    # spends: 2@spot 0.066 (the cheapest), 4@standard 0.4; each with one more spot pod (0.033)
     proposal = agent().propose(situation(), grid(2, 4, 6), {})
     assert proposal.utility(c("2@spot")) == 1.0
-    assert proposal.utility(c("6@standard")) == 0.0
-    assert proposal.utility(c("4@standard")) == pytest.approx((0.6 - 0.4) / (0.6 - 2 * 0.033))
+    assert proposal.utility(c("4@standard")) == pytest.approx((0.066 + 0.033) / (0.4 + 0.033))
     assert proposal.ideal == c("2@spot")
+
+
+def test_halving_the_spend_counts_the_same_at_any_scale() -> None:
+    """In a Nash product an agent's say is its log utility: a ratio makes every halving worth the same."""
+    proposal = agent().propose(situation(), grid(1, 2, 50, 100, 200, placements=("standard",)), {})
+    u = {r: proposal.utility(Candidate(r, "standard")) for r in (50, 100, 200)}
+    assert u[50] / u[100] == pytest.approx(u[100] / u[200], rel=0.02)
 
 
 def test_single_candidate_is_fully_acceptable() -> None:
@@ -156,10 +162,11 @@ def test_budget_is_named_in_the_rationale() -> None:
     assert "cheapest acceptable is 2@spot" in proposal.rationale
 
 
-def test_utilities_rescale_over_the_affordable_candidates() -> None:
+def test_utilities_are_scored_over_the_affordable_candidates() -> None:
     proposal = agent(budget_per_hour=0.4).propose(situation(), grid(2, 4, 6), {})
     assert max(proposal.utilities.values()) == 1.0
-    assert proposal.utility(c("4@standard")) == 0.0  # now the dearest affordable
+    assert set(proposal.utilities) == {c("2@spot"), c("4@spot"), c("6@spot"), c("2@standard"), c("4@standard")}
+    assert min(proposal.utilities.values()) == proposal.utility(c("4@standard"))  # the dearest affordable
 
 
 def test_everything_over_budget_leaves_no_ideal() -> None:

@@ -119,6 +119,20 @@ def test_utility_is_one_at_or_above_need_and_strictly_increasing_below(level: fl
     assert proposal.vetoes == {}
 
 
+def test_a_need_beyond_every_candidate_makes_the_largest_the_ideal() -> None:
+    perf = agent()
+    evidence = {"demand": demand(level=10_000.0)}  # about 143 pods at 70% of 100/s
+    assert needed(perf, evidence) > 20
+    candidates = counts(5, 10, 15, 19, 20)
+    proposal = perf.propose(situation(), candidates, evidence)
+    assert proposal.ideal == Candidate(20, "standard")
+    assert proposal.utility(Candidate(20, "standard")) == 1.0
+    scores = [proposal.utility(c) for c in candidates]
+    assert scores == sorted(scores)
+    assert proposal.utility(Candidate(19, "standard")) > 0.5  # one pod short of the most is not worthless
+    assert "at most 20 pods" in proposal.rationale
+
+
 def test_one_pod_short_is_much_worse_than_enough() -> None:
     proposal = agent().propose(situation(), CANDIDATES, {"demand": demand(level=280)})  # needs 4
     assert proposal.utility(Candidate(3, "standard")) < 0.2

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from accord.agents.base import Candidate
 from accord.metrics.evidence import Evidence, Source
@@ -243,3 +245,33 @@ def test_stabilization_caps_a_scale_down() -> None:
     assert outcome.agreed is not None and outcome.agreed.replicas < 9
     assert outcome.target.replicas == 9
     assert any(g.rule == "stabilization" for g in outcome.gates)
+
+
+ONE_POOL = {"placements": [{"name": "standard", "pricePerPodHour": 0.10}]}
+
+
+@pytest.mark.parametrize("level", [3_600.0, 10_000.0, 100_000.0])
+def test_demand_beyond_the_largest_count_gets_the_largest_count(level: float) -> None:
+    """Demand no allowed count can serve is the moment capacity matters most: never a reason to shed it."""
+    outcome = run(
+        spec=policy(**ONE_POOL),
+        sit=situation(replicas=45),
+        ev={"performance": {"demand": demand(level=level)}},
+    )
+    assert outcome.verdict is Verdict.APPLY
+    assert outcome.target.replicas == 50
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    low=st.floats(min_value=0.0, max_value=20_000.0),
+    rise=st.floats(min_value=0.0, max_value=20_000.0),
+    replicas=st.integers(min_value=1, max_value=50),
+)
+def test_more_demand_never_gets_fewer_replicas(low: float, rise: float, replicas: int) -> None:
+    spec = policy(**ONE_POOL)
+    quiet, busy = (
+        run(spec=spec, sit=situation(replicas=replicas), ev={"performance": {"demand": demand(level=level)}})
+        for level in (low, low + rise)
+    )
+    assert busy.target.replicas >= quiet.target.replicas

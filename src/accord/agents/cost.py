@@ -2,7 +2,9 @@
 
 A candidate costs replicas times the per-pod-hour price of its pool: the pool's price from the
 policy, or a fresher one from Prometheus when a price query is set, plus a risk premium on spot
-capacity. Above the budget a candidate is vetoed (or scored 0 when the agent may not veto).
+capacity. Utility is the cheapest acceptable spend over the candidate's (a ratio: halving the spend
+counts the same at any scale). Above the budget a candidate is vetoed (or scored 0 when the agent
+may not veto).
 """
 
 from __future__ import annotations
@@ -76,9 +78,11 @@ class CostAgent(Agent[CostSettings]):
         }
         allowed = {c: v for c, v in spend.items() if c not in vetoes}
         low = min(allowed.values(), default=0.0)
-        high = max(allowed.values(), default=0.0)
-        span = high - low
-        utilities = {c: (1.0 if span <= 0 else 1.0 - (v - low) / span) for c, v in allowed.items()}
+        # The cheapest spend over this one's, each with one more of the cheapest pods (so that zero
+        # spend is scored too): a ratio, so that the agent's say in a Nash product is the same for
+        # every doubling of spend, whatever the other candidates cost.
+        unit = min(prices.values(), default=0.0) or 1e-9
+        utilities = {c: (low + unit) / (v + unit) for c, v in allowed.items()}
         confidence = 1.0
         live = [e for e in used if e.source is Source.PROMETHEUS]
         if live:

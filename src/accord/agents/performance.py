@@ -150,7 +150,14 @@ class PerformanceAgent(Agent[PerformanceSettings]):
                 metrics_missing=True,
             )
         needed, why, demand_peak = found
-        utilities = {c: self._utility(c.replicas, needed) for c in candidates}
+        # When no candidate serves the demand, the most pods on the table are the best there is, and
+        # the rest are scored against them: a need beyond reach must pull toward capacity, not leave
+        # every candidate scored near zero for the other agents to decide between.
+        most = max((c.replicas for c in candidates), default=needed)
+        if most < needed:
+            why += f"; at most {most} pods can be asked for now: the most on the table is the best there is"
+        reachable = min(needed, most)
+        utilities = {c: self._utility(c.replicas, reachable) for c in candidates}
         fc_noise = self._noise(demand)
         confidence = (
             freshness(demand.age(situation.now), s.stale_after_seconds)
