@@ -169,6 +169,8 @@ def best_candidate(utilities: Mapping[Candidate, float], current: Candidate | No
     if math.isnan(best):
         top = list(utilities)  # NaN compares unequal to itself: fall back to the full key over all candidates
     else:
+        if current is not None and utilities.get(current) == best:
+            return current  # on its own pool and no change at all: nothing among equals beats it
         # Only the candidates of the best utility can win; among them the utility no longer decides.
         top = [c for c, u in utilities.items() if u == best]
         if len(top) == 1:
