@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from accord.negotiation.rules import close_enough
 from accord.operator.approvals import ApprovalRefused, check_approver, stamp, track
-from accord.operator.loop import close_enough
 from accord.operator.recorder import expired, merge_conditions
 from accord.operator.state import OperatorConfig, State
 

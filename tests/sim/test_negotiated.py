@@ -153,3 +153,44 @@ def test_accord_beats_hpa_at_0_7_on_synthetic_traces(make: Any) -> None:
         violations["accord"] += ours.slo_minutes
         violations["hpa"] += hpa.slo_minutes
     assert violations["accord"] < violations["hpa"]
+
+
+def gated(*, expiry_seconds: int = 3600) -> tuple[NegotiationPolicySpec, dict[str, Any]]:
+    """The default replay policy, but every change waits for a person."""
+    documents = default_documents(MODEL)
+    rules = documents[-1]["spec"]["rules"]
+    rules["requireApproval"] = {"placementChange": True, "stepReplicasAbove": 0}
+    documents[-1]["spec"]["approval"] = {"expirySeconds": expiry_seconds}
+    return parse_documents(documents, origin="test")
+
+
+RISING = [300.0] * 60 + [900.0] * 60
+
+
+def test_without_a_person_a_gated_change_is_never_applied() -> None:
+    spec, agents = gated()
+    run = replay(trace(RISING), Negotiated(policy=spec, agents=agents, model=MODEL), MODEL)
+    assert run.notes.get("verdict:PendingApproval", 0) >= 1
+    assert set(run.requested) == {run.initial}  # requested never moves
+    assert "approval:Approved" not in run.notes
+
+
+def test_a_person_approving_after_five_minutes_applies_the_decision_then() -> None:
+    spec, agents = gated()
+    policy = Negotiated(policy=spec, agents=agents, model=MODEL, approve_after=300.0)
+    run = replay(trace(RISING), policy, MODEL)
+    requested = run.requested
+    first_change = next(i for i, r in enumerate(requested) if r != requested[0])
+    assert first_change >= 60 + 5  # the demand rises at tick 60; nothing moves before a person approves
+    assert requested[-1] > requested[0]  # the scale-up the agents wanted is in place by the end
+    assert run.notes["approval:Approved"] >= 1
+    assert policy.history.changes  # an approved change counts against the change budget like any other
+
+
+def test_a_decision_nobody_approves_in_time_expires() -> None:
+    spec, agents = gated(expiry_seconds=120)
+    policy = Negotiated(policy=spec, agents=agents, model=MODEL, approve_after=600.0)
+    run = replay(trace(RISING), policy, MODEL)
+    assert run.notes["approval:Expired"] >= 1
+    assert "approval:Approved" not in run.notes
+    assert set(run.requested) == {run.initial}

@@ -92,6 +92,25 @@ def test_the_command_takes_a_policy_file(tmp_path: Path, capsys: pytest.CaptureF
     assert json.loads((out / "summary.json").read_text())["accord_policy"] == str(tmp_path / "policy.yaml")
 
 
+def test_a_replay_where_a_person_approves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--approve-after plays the person who approves what the policy sends for approval."""
+    assert main(["--print-policy"]) == 0
+    text = capsys.readouterr().out.replace(
+        "placementChange: false", "placementChange: true\n      stepReplicasAbove: 0"
+    )
+    (tmp_path / "policy.yaml").write_text(text)
+    trace_file = tmp_path / "trace.csv"
+    trace_file.write_text("timestamp,value\n" + "".join(f"{60 * i},{100 if i < 60 else 400}\n" for i in range(120)))
+    for approve, out in ((None, tmp_path / "never"), ("5", tmp_path / "five")):
+        argv = ["--trace", str(trace_file), "--policy", str(tmp_path / "policy.yaml"), "--out", str(out), "--quiet"]
+        assert main(argv + (["--approve-after", approve] if approve else [])) == 0
+    never, five = (json.loads((tmp_path / d / "summary.json").read_text())["policies"][0] for d in ("never", "five"))
+    assert never["scaling_actions"] == 0
+    assert five["scaling_actions"] >= 1
+    assert five["notes"]["approval:Approved"] >= 1
+    assert five["slo_violation_minutes"] < never["slo_violation_minutes"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -99,6 +118,8 @@ def test_the_command_takes_a_policy_file(tmp_path: Path, capsys: pytest.CaptureF
         pytest.param(["--trace", "missing.csv"], "No such file", id="missing-trace"),
         pytest.param(["--prometheus", "http://127.0.0.1:1"], "needs --query and --start", id="prometheus-alone"),
         pytest.param(["--slo", "0"], "slo must be above 0", id="bad-model"),
+        pytest.param(["--trace", "t.csv", "--approve-after", "-1"], "--approve-after must be", id="negative-approval"),
+        pytest.param(["--trace", "t.csv", "--approve-after", "nan"], "--approve-after must be", id="nan-approval"),
     ],
 )
 def test_the_command_says_what_is_wrong(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -196,3 +196,9 @@ def nearest(candidates: Sequence[Candidate], replicas: int, placement: str) -> C
     """The candidate closest to `replicas` on `placement` (or on any pool if that one has none)."""
     same = [c for c in candidates if c.placement == placement] or list(candidates)
     return min(same, key=lambda c: (abs(c.replicas - replicas), c.replicas))
+
+
+def close_enough(pending: tuple[int, str], new: tuple[int, str]) -> bool:
+    """A pending decision stands while newer ones differ by a replica or 10%, on the same pool: a
+    forecast that wobbles must not keep replacing what a person is about to approve."""
+    return pending[1] == new[1] and abs(pending[0] - new[0]) <= max(1, round(0.1 * pending[0]))

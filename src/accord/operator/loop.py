@@ -31,7 +31,7 @@ from accord.models.negotiation import NegotiationSpec, Phase, Verdict, WorkloadR
 from accord.models.policy import Mode, NegotiationPolicySpec
 from accord.negotiation.engine import Outcome, negotiate
 from accord.negotiation.record import build_record
-from accord.negotiation.rules import History
+from accord.negotiation.rules import History, close_enough
 from accord.negotiation.table import Table, seat_agents
 from accord.negotiation.trust import TrustState, update_trust
 from accord.operator import observability
@@ -536,12 +536,6 @@ class Negotiator:
             "conditions": conditions,
         }
         await self.kube.patch_status("negotiationpolicies", namespace, name, status)
-
-
-def close_enough(pending: tuple[int, str], new: tuple[int, str]) -> bool:
-    """A pending decision stands while newer ones differ by a replica or 10%, on the same pool: a
-    forecast that wobbles must not keep replacing what a person is about to approve."""
-    return pending[1] == new[1] and abs(pending[0] - new[0]) <= max(1, round(0.1 * pending[0]))
 
 
 def observe(check: PendingCheck, evidence: EvidenceSet) -> float | None:

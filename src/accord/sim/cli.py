@@ -3,6 +3,7 @@
     accord simulate --trace FILE [--policy FILE] [--out DIR] [--capacity 100 --peak-pods 20 --startup 2 --slo 0.85]
     accord simulate --prometheus URL --query PROMQL --start 2025-01-01T00:00 --end now [...]
     accord simulate --print-policy > policy.yaml      # the default policy, to edit and pass to --policy
+    accord simulate --trace FILE --policy prod.yaml --approve-after 15   # a person approves after 15 min
 
 Prints the comparison table, and writes into --out one CSV per policy (tick,demand,requested,ready),
 summary.json and plot.html. Progress goes to stderr.
@@ -52,10 +53,15 @@ def policies(
     *,
     accord: tuple[NegotiationPolicySpec, dict[str, AgentSpec]],
     hpa_targets: Sequence[float] = HPA_TARGETS,
+    approve_after: float | None = None,
 ) -> list[Policy]:
     """Accord first, then the HPA at each target, the oracle and the static count."""
     spec, agents = accord
-    made: list[Policy] = [Negotiated(policy=spec, agents=agents, model=model, workload=trace.name, name=ACCORD)]
+    made: list[Policy] = [
+        Negotiated(
+            policy=spec, agents=agents, model=model, workload=trace.name, name=ACCORD, approve_after=approve_after
+        )
+    ]
     made.extend(Hpa(target, model) for target in hpa_targets)
     made.append(Oracle(trace, model))
     made.append(Static(trace, model))
@@ -88,11 +94,15 @@ def simulate(
     policy_source: str,
     hpa_targets: Sequence[float] = HPA_TARGETS,
     progress: Callable[[str, int, int], None] | None = None,
+    approve_after: float | None = None,
 ) -> Replayed:
-    """Replay every policy over `trace`, write the outputs to `out`, and return the runs."""
+    """Replay every policy over `trace`, write the outputs to `out`, and return the runs.
+
+    `approve_after`: seconds after which a person approves a decision that waits for one (None: never).
+    """
     runs = tuple(
         replay(trace, policy, model, progress=progress)
-        for policy in policies(trace, model, accord=accord, hpa_targets=hpa_targets)
+        for policy in policies(trace, model, accord=accord, hpa_targets=hpa_targets, approve_after=approve_after)
     )
     summary = write_outputs(out, runs, policy_source=policy_source)
     (out / "plot.html").write_text(page(runs, title=f"Accord replay: {trace.name}"))
@@ -130,6 +140,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.print_policy:
         print(default_policy_yaml(model), end="")
         return 0
+    if args.approve_after is not None and not 0 <= args.approve_after < float("inf"):
+        print(f"accord simulate: --approve-after must be minutes >= 0, not {args.approve_after}", file=sys.stderr)
+        return 2
     if (args.trace is None) == (args.prometheus is None):
         print("accord simulate: give either --trace FILE or --prometheus URL --query PROMQL", file=sys.stderr)
         return 2
@@ -155,6 +168,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         policy_source=args.policy or "default (accord simulate --print-policy)",
         hpa_targets=args.hpa,
         progress=None if args.quiet else stderr_progress(),
+        approve_after=None if args.approve_after is None else args.approve_after * 60.0,
     )
     print(f"trace {trace.name}: {len(trace):,} ticks, values scaled by {trace.scale:.6g}")
     print(table(done.runs))
@@ -184,6 +198,13 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--policy", metavar="FILE", help="YAML with Agents and one NegotiationPolicy (multi-document)")
     parser.add_argument("--print-policy", action="store_true", help="print the default replay policy as YAML and exit")
+    parser.add_argument(
+        "--approve-after",
+        type=float,
+        metavar="MINUTES",
+        help="a person approves each decision that waits for approval this many minutes after it is made "
+        "(default: nobody approves, so such decisions are never applied)",
+    )
     parser.add_argument("--out", default="simulation", metavar="DIR", help="output folder (default: simulation)")
     model = parser.add_argument_group("model (BENCHMARK.md section 1)")
     model.add_argument("--capacity", type=float, default=100.0, help="requests/s one ready pod serves (100)")

@@ -6,8 +6,11 @@ the caller's side of the operator is played here: evidence is gathered for what 
 sample a minute, `Source.TRACE`), `negotiate` is called, the workload's `History` is remembered
 as the operator remembers it, and an outcome the executor would apply is applied. What a replay
 cannot have stays absent, as a failed Prometheus query would: instant queries (prices, latency,
-security signals) and external agents' answers. Nobody approves in a replay, so an outcome that
-waits for a person is never applied; trust stays as given (the operator learns it over days).
+security signals) and external agents' answers. A decision that waits for a person is kept as the
+operator keeps it (a newer one replaces it unless close enough, an agreement on the status quo
+retires it, it expires after the policy's `approval.expirySeconds`) and applied when the person
+the replay plays approves it, `approve_after` seconds after it was made; by default nobody does.
+Trust stays as given (the operator learns it over days).
 
 `default_documents` is the one place the replay's default policy is written down; `accord
 simulate --print-policy` prints it as YAML that `--policy` takes back.
@@ -31,7 +34,7 @@ from accord.models.errors import describe_validation_error
 from accord.models.negotiation import Verdict
 from accord.models.policy import NegotiationPolicy, NegotiationPolicySpec
 from accord.negotiation.engine import negotiate
-from accord.negotiation.rules import History
+from accord.negotiation.rules import History, close_enough
 from accord.negotiation.table import seat_agents
 from accord.sim.model import ReplayModel, View
 from accord.sim.trace import TICK_SECONDS
@@ -155,6 +158,7 @@ class Negotiated:
         workload: str = "workload",
         name: str = "accord",
         trust: Mapping[str, float] | None = None,
+        approve_after: float | None = None,
     ) -> None:
         table = seat_agents(policy, agents, trust=trust)
         if table.missing:
@@ -173,11 +177,16 @@ class Negotiated:
         } or {DEFAULT_PLACEMENT: Pool(name=DEFAULT_PLACEMENT)}
         self.keep = max(policy.bounds.scale_down_stabilization_seconds, policy.bounds.scale_up_stabilization_seconds)
         self.history = History()
+        self.approve_after = approve_after
+        self.pending: tuple[Candidate, float] | None = None  # the decision waiting for a person, and since when
         self.verdicts: Counter[str] = Counter()
+        self.approvals: Counter[str] = Counter()  # what became of decisions that waited for a person
         self.query = f"trace:{workload}"
 
     def notes(self) -> dict[str, int]:
-        return {f"verdict:{k}": v for k, v in sorted(self.verdicts.items())}
+        return {f"verdict:{k}": v for k, v in sorted(self.verdicts.items())} | {
+            f"approval:{k}": v for k, v in sorted(self.approvals.items())
+        }
 
     def evidence(self, view: View) -> dict[str, EvidenceSet]:
         """Each agent's evidence, answered from what the view shows: range queries are the demand trace."""
@@ -201,6 +210,9 @@ class Negotiated:
         return found
 
     def decide(self, view: View) -> int:
+        approved = self.settle_pending(view.now)
+        if approved is not None:
+            return self.apply(approved, view.now)
         if view.tick % self.every:
             return view.requested
         now = view.now
@@ -227,9 +239,37 @@ class Negotiated:
         self.history = self.history.remember(
             now=now, recommendation=recommendation, changed=False, keep_seconds=self.keep
         )
+        if outcome.verdict is Verdict.NO_CHANGE and not outcome.gates:
+            self.pending = None  # the agents now agree to keep the current state
+        elif outcome.verdict is Verdict.PENDING_APPROVAL:
+            target = outcome.target
+            if self.pending is None or not close_enough(
+                (self.pending[0].replicas, self.pending[0].placement), (target.replicas, target.placement)
+            ):
+                self.pending = (target, now)
         if outcome.verdict is not Verdict.APPLY or not outcome.changes:
             return view.requested
-        # What the executor does after applying: the change counts against the change budget.
+        self.pending = None  # superseded by what is applied now
+        return self.apply(outcome.target, now)
+
+    def settle_pending(self, now: float) -> Candidate | None:
+        """The pending decision if the person approves it now; it expires unapproved after the policy's expiry."""
+        if self.pending is None:
+            return None
+        target, since = self.pending
+        waited = now - since
+        if waited >= self.policy.approval.expiry_seconds:
+            self.pending = None
+            self.approvals["Expired"] += 1
+            return None
+        if self.approve_after is None or waited < self.approve_after:
+            return None
+        self.pending = None
+        self.approvals["Approved"] += 1
+        return target
+
+    def apply(self, target: Candidate, now: float) -> int:
+        """What the executor does: set the target; the change counts against the change budget."""
         self.history = History(self.history.recommendations, (*self.history.changes, now))
-        self.placement = outcome.target.placement
-        return outcome.target.replicas
+        self.placement = target.placement
+        return target.replicas
