@@ -263,6 +263,29 @@ def test_rising_load_is_met_by_a_negotiated_scale_up(
     assert ready["Ready"] == "True"
 
 
+def test_a_statefulset_is_negotiated_and_scaled_like_a_deployment(
+    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
+) -> None:
+    emulator.add_workload(namespace, "db", demand=900.0, kind="StatefulSet")
+    sts = deployment(namespace, "db")
+    sts["kind"] = "StatefulSet"
+    sts["spec"]["serviceName"] = "db"
+    apply(cluster, *agents(namespace), policy(namespace), sts)
+    # 900 req/s at 70% of 100 req/s per pod needs 13 pods, as for a Deployment.
+    wait_until(
+        lambda: int(get(cluster, "statefulset", namespace, "db")["spec"]["replicas"]) == 13,
+        timeout=120,
+        interval=1.0,
+        message="the StatefulSet scaled to 13",
+    )
+    applied = find(cluster, namespace, lambda n: phase(n) == "Applied", workload="db", message="an Applied negotiation")
+    assert applied["spec"]["workload"]["kind"] == "StatefulSet"
+    assert applied["metadata"]["name"].startswith("db-sts-")
+    assert applied["spec"]["outcome"]["target"]["replicas"] > applied["spec"]["current"]["replicas"]
+    annotations = get(cluster, "statefulset", namespace, "db")["metadata"]["annotations"]
+    assert annotations["accord.dev/negotiation"].startswith("db-sts-")
+
+
 def test_a_freeze_window_blocks_a_change_until_it_closes(
     cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
 ) -> None:

@@ -209,6 +209,7 @@ class _Workload:
     deployment: str
     demand: DemandFunction
     capacity_per_pod: float
+    kind: str = "Deployment"  # or StatefulSet: what is read from the API server
     present: bool = False
     desired_replicas: int = 0
     ready_replicas: int = 0
@@ -391,8 +392,13 @@ class WorkloadEmulator(Service):
         *,
         demand: float | DemandFunction = 0.0,
         capacity_per_pod: float | None = None,
+        kind: str = "Deployment",
     ) -> None:
-        """Emulate a Deployment (again: replaces its demand and capacity, keeps its counters)."""
+        """Emulate a Deployment or StatefulSet (again: replaces its demand and capacity, keeps its counters).
+
+        The series carry its name in the ``deployment`` label whatever its kind."""
+        if kind not in {"Deployment", "StatefulSet"}:
+            raise ValueError(f"cannot emulate a {kind}: Deployment or StatefulSet")
         function = _constant(float(demand)) if isinstance(demand, int | float) else demand
         with self._lock:
             existing = self._workloads.get((namespace, deployment))
@@ -400,12 +406,14 @@ class WorkloadEmulator(Service):
                 self._integrate(existing, self._clock())
                 existing.demand = function
                 existing.capacity_per_pod = capacity_per_pod or existing.capacity_per_pod
+                existing.kind = kind
                 return
             self._workloads[(namespace, deployment)] = _Workload(
                 namespace=namespace,
                 deployment=deployment,
                 demand=function,
                 capacity_per_pod=capacity_per_pod or self._capacity_per_pod,
+                kind=kind,
             )
 
     def set_demand(self, namespace: str, deployment: str, demand: float | DemandFunction) -> None:
@@ -515,19 +523,21 @@ class WorkloadEmulator(Service):
     # ----------------------------------------------------------------- the API server
 
     def sync_now(self) -> None:
-        """Read every emulated Deployment from the API server now, instead of at the next poll."""
+        """Read every emulated workload from the API server now, instead of at the next poll."""
         if self._api_client is None:
             return
         from kubernetes.client import AppsV1Api
         from kubernetes.client.exceptions import ApiException
 
-        targets = self.workloads()
+        with self._lock:
+            targets = [(key, w.kind) for key, w in sorted(self._workloads.items())]
         readings: dict[tuple[str, str], tuple[bool, int, int] | None] = {}
         with self._api_lock:
             apps = AppsV1Api(self._api_client)
-            for namespace, name in targets:
+            for (namespace, name), kind in targets:
+                read = apps.read_namespaced_stateful_set if kind == "StatefulSet" else apps.read_namespaced_deployment
                 try:
-                    deployment = apps.read_namespaced_deployment(name, namespace)
+                    deployment = read(name, namespace)
                 except ApiException as exc:
                     if exc.status == 404:
                         readings[(namespace, name)] = (False, 0, 0)
