@@ -211,7 +211,7 @@ class Negotiated:
 
     def decide(self, view: View) -> int:
         approved = self.settle_pending(view.now)
-        if approved is not None:
+        if approved is not None and approved != Candidate(view.requested, self.placement):
             return self.apply(approved, view.now)
         if view.tick % self.every:
             return view.requested
