@@ -275,3 +275,17 @@ def test_more_demand_never_gets_fewer_replicas(low: float, rise: float, replicas
         for level in (low, low + rise)
     )
     assert busy.target.replicas >= quiet.target.replicas
+
+
+def test_a_distrusted_performance_agent_still_gets_the_capacity_it_needs() -> None:
+    """Its track record moves its say, never hands its objective to the cost agent."""
+    spec = policy(**ONE_POOL)
+    trusted = run(spec=spec, sit=situation(replicas=10), ev={"performance": {"demand": demand(level=900.0)}})
+    distrusted = run(
+        spec=spec,
+        sit=situation(replicas=10),
+        ev={"performance": {"demand": demand(level=900.0)}},
+        trust={"performance": 0.05},
+    )
+    assert trusted.target.replicas >= 13  # 900/s at 70% of 100/s
+    assert distrusted.target.replicas >= 13

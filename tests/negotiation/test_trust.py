@@ -2,7 +2,20 @@ from __future__ import annotations
 
 import pytest
 
-from accord.negotiation.trust import FLOOR, TrustState, relative_error, update_trust
+from accord.agents.base import Candidate, Prediction, Proposal
+from accord.metrics.evidence import Evidence, Source
+from accord.models.agent import AgentType
+from accord.negotiation.trust import (
+    FLOOR,
+    INFLUENCE_FLOOR,
+    PendingCheck,
+    TrustState,
+    influence,
+    open_checks,
+    relative_error,
+    settle_checks,
+    update_trust,
+)
 
 
 @pytest.mark.parametrize(
@@ -38,3 +51,51 @@ def test_trust_is_bounded_and_recovers() -> None:
 def test_non_finite_inputs_change_nothing() -> None:
     state = TrustState(trust=0.7, samples=3, mean_error=0.2)
     assert update_trust(state, predicted=float("nan"), observed=1.0) == state
+
+
+def test_trust_moves_an_agents_say_but_never_silences_it() -> None:
+    assert influence(1.0) == 1.0
+    assert influence(FLOOR) >= INFLUENCE_FLOOR == 0.5
+    assert influence(0.0) == INFLUENCE_FLOOR
+    assert influence(0.3) < influence(0.6) < influence(0.9)
+
+
+def predicting(agent: str, value: float, horizon: float = 180.0) -> Proposal:
+    return Proposal(
+        agent=agent,
+        agent_type=AgentType.PERFORMANCE,
+        utilities={Candidate(1, "a"): 1.0},
+        vetoes={},
+        ideal=Candidate(1, "a"),
+        confidence=1.0,
+        rationale="",
+        prediction=Prediction(quantity="demand_peak", value=value, horizon_seconds=horizon),
+    )
+
+
+def demand_seen(*points: tuple[float, float]) -> dict[str, dict[str, Evidence]]:
+    return {"performance": {"demand": Evidence.from_series("demand", Source.PROMETHEUS, "q", points)}}
+
+
+def test_a_prediction_is_checked_once_its_horizon_has_passed() -> None:
+    checks: list[PendingCheck] = []
+    open_checks(checks, [predicting("performance", 100.0)], namespace="ns", workload_key="ns/web", now=0.0)
+    open_checks(checks, [predicting("performance", 500.0)], namespace="ns", workload_key="ns/web", now=60.0)
+    assert [c.predicted for c in checks] == [100.0]  # one open check per agent and workload
+    trust: dict[str, TrustState] = {}
+    early = settle_checks(checks, trust, workload_key="ns/web", evidence=demand_seen((60.0, 300.0)), now=120.0)
+    assert early == [] and len(checks) == 1  # not due yet
+    seen = demand_seen((60.0, 300.0), (120.0, 310.0), (180.0, 290.0), (240.0, 900.0))
+    assert settle_checks(checks, trust, workload_key="ns/web", evidence=seen, now=180.0) == ["ns/performance"]
+    assert checks == []
+    # the peak within (0, 180] was 310 against a prediction of 100: a large miss costs trust
+    assert trust["ns/performance"].trust < 1.0
+    assert trust["ns/performance"].mean_error == pytest.approx(relative_error(100.0, 310.0))
+
+
+def test_checks_of_other_workloads_wait_for_their_own_evidence() -> None:
+    checks: list[PendingCheck] = []
+    open_checks(checks, [predicting("performance", 100.0)], namespace="ns", workload_key="ns/api", now=0.0)
+    trust: dict[str, TrustState] = {}
+    assert settle_checks(checks, trust, workload_key="ns/web", evidence=demand_seen((60.0, 1.0)), now=999.0) == []
+    assert len(checks) == 1 and trust == {}

@@ -194,3 +194,15 @@ def test_a_decision_nobody_approves_in_time_expires() -> None:
     assert run.notes["approval:Expired"] >= 1
     assert "approval:Approved" not in run.notes
     assert set(run.requested) == {run.initial}
+
+
+def test_trust_is_learnt_in_a_replay_as_the_operator_learns_it() -> None:
+    steady = accord()
+    replay(trace([600.0] * 240), steady, MODEL)
+    assert steady.trust["replay/performance"].trust == 1.0
+    assert steady.trust["replay/performance"].samples > 50  # every prediction checked once due
+    erratic = accord()
+    replay(trace([600.0 if (i * 7919) % 13 < 9 else 2400.0 for i in range(240)]), erratic, MODEL)
+    assert erratic.trust["replay/performance"].trust < 1.0
+    seat = next(seat for seat, _ in erratic.seated if seat.name == "performance")
+    assert seat.trust == erratic.trust["replay/performance"].trust  # and the engine weighs it so

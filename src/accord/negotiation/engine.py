@@ -30,6 +30,7 @@ from accord.negotiation.rules import (
     over_budget,
     stabilize,
 )
+from accord.negotiation.trust import influence
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ class Seat:
 
     @property
     def effective_weight(self) -> float:
-        return self.weight * self.trust
+        """The weight, moved by trust but never below half of it (`trust.influence`)."""
+        return self.weight * influence(self.trust)
 
 
 @dataclass(frozen=True, slots=True)

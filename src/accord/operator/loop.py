@@ -33,7 +33,7 @@ from accord.negotiation.engine import Outcome, negotiate
 from accord.negotiation.record import build_record
 from accord.negotiation.rules import History, close_enough
 from accord.negotiation.table import Table, seat_agents
-from accord.negotiation.trust import TrustState, update_trust
+from accord.negotiation.trust import TrustState, open_checks, settle_checks
 from accord.operator import observability
 from accord.operator.errors import AutoscalerConflict, StaleDecision
 from accord.operator.executor import Executor
@@ -49,7 +49,7 @@ from accord.operator.recorder import (
     signature,
     workload_ref,
 )
-from accord.operator.state import PendingCheck, State
+from accord.operator.state import State
 from accord.operator.workloads import WorkloadView, current_placement, pools, selects
 
 log = logging.getLogger(__name__)
@@ -409,29 +409,15 @@ class Negotiator:
     def remember_predictions(self, namespace: str, w: WorkloadView, outcome: Outcome, now: float) -> None:
         for p in outcome.proposals:
             observability.CONFIDENCE.labels(namespace=namespace, agent=p.agent).set(p.confidence)
-            if p.prediction is None:
-                continue
-            agent_key = f"{namespace}/{p.agent}"
-            if any(c.agent_key == agent_key and c.workload_key == w.key for c in self.state.checks):
-                continue  # one open check per agent and workload keeps the record honest and bounded
-            self.state.checks.append(
-                PendingCheck(
-                    agent_key, w.key, p.prediction.quantity, p.prediction.value, now, now + p.prediction.horizon_seconds
-                )
-            )
+        open_checks(self.state.checks, outcome.proposals, namespace=namespace, workload_key=w.key, now=now)
 
     def check_predictions(
         self, namespace: str, w: WorkloadView, evidence: Mapping[str, EvidenceSet], now: float
     ) -> None:
-        for check in [c for c in self.state.checks if c.workload_key == w.key and c.due <= now]:
-            self.state.checks.remove(check)
-            agent = check.agent_key.split("/", 1)[1]
-            observed = observe(check, evidence.get(agent, {}))
-            if observed is None:
-                continue
-            state = self.state.trust.get(check.agent_key, TrustState())
-            self.state.trust[check.agent_key] = update_trust(state, predicted=check.predicted, observed=observed)
-            observability.TRUST.labels(namespace=namespace, agent=agent).set(self.state.trust[check.agent_key].trust)
+        moved = settle_checks(self.state.checks, self.state.trust, workload_key=w.key, evidence=evidence, now=now)
+        for agent_key in moved:
+            agent = agent_key.rsplit("/", 1)[-1]
+            observability.TRUST.labels(namespace=namespace, agent=agent).set(self.state.trust[agent_key].trust)
 
     async def agent_status(self, namespace: str, table: Table) -> None:
         """Persist each Agent's learned trust (so it survives restarts) and its latest proposal."""
@@ -536,17 +522,3 @@ class Negotiator:
             "conditions": conditions,
         }
         await self.kube.patch_status("negotiationpolicies", namespace, name, status)
-
-
-def observe(check: PendingCheck, evidence: EvidenceSet) -> float | None:
-    """What actually happened to a predicted quantity, from the evidence of a later round."""
-    if check.quantity == "demand_peak":
-        demand = evidence.get("demand")
-        if demand is None:
-            return None
-        window = [v for t, v in demand.series if check.made_at < t <= check.due]
-        return max(window) if window else None
-    if check.quantity.startswith("price_per_pod_hour:"):
-        price = evidence.get(f"price:{check.quantity.split(':', 1)[1]}")
-        return None if price is None else price.value
-    return None

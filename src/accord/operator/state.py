@@ -17,7 +17,7 @@ from accord.models.agent import AgentSpec
 from accord.models.common import from_wire
 from accord.models.policy import NegotiationPolicySpec
 from accord.negotiation.rules import History
-from accord.negotiation.trust import TrustState
+from accord.negotiation.trust import PendingCheck, TrustState
 from accord.operator.workloads import WorkloadView, selects
 
 
@@ -52,18 +52,6 @@ class AgentEntry:
 
 
 @dataclass
-class PendingCheck:
-    """A prediction to compare with what happens once its horizon has passed."""
-
-    agent_key: str
-    workload_key: str
-    quantity: str
-    predicted: float
-    made_at: float
-    due: float
-
-
-@dataclass
 class LatestRecord:
     name: str
     namespace: str
@@ -85,7 +73,7 @@ class State:
     agents: dict[str, AgentEntry] = field(default_factory=dict)  # namespace/name
     trust: dict[str, TrustState] = field(default_factory=dict)  # namespace/name
     histories: dict[str, History] = field(default_factory=dict)  # workload key
-    checks: list[PendingCheck] = field(default_factory=list)
+    checks: list[PendingCheck] = field(default_factory=list)  # predictions waiting to be checked
     latest: dict[str, LatestRecord] = field(default_factory=dict)  # workload key -> newest Negotiation
     pending: dict[str, LatestRecord] = field(default_factory=dict)  # workload key -> PendingApproval one
     # workload key -> {Negotiation name: (creation time, phase)}, from the watch, for the history limit

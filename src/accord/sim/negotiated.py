@@ -10,7 +10,8 @@ security signals) and external agents' answers. A decision that waits for a pers
 operator keeps it (a newer one replaces it unless close enough, an agreement on the status quo
 retires it, it expires after the policy's `approval.expirySeconds`) and applied when the person
 the replay plays approves it, `approve_after` seconds after it was made; by default nobody does.
-Trust stays as given (the operator learns it over days).
+Trust is learned as the operator learns it (`negotiation.trust`: each prediction checked against
+the demand seen once its horizon has passed), from `trust` (1 for every agent unless given).
 
 `default_documents` is the one place the replay's default policy is written down; `accord
 simulate --print-policy` prints it as YAML that `--policy` takes back.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from accord.models.policy import NegotiationPolicy, NegotiationPolicySpec
 from accord.negotiation.engine import negotiate
 from accord.negotiation.rules import History, close_enough
 from accord.negotiation.table import seat_agents
+from accord.negotiation.trust import PendingCheck, TrustState, open_checks, settle_checks
 from accord.sim.model import ReplayModel, View
 from accord.sim.trace import TICK_SECONDS
 
@@ -181,6 +184,8 @@ class Negotiated:
         self.pending: tuple[Candidate, float] | None = None  # the decision waiting for a person, and since when
         self.verdicts: Counter[str] = Counter()
         self.approvals: Counter[str] = Counter()  # what became of decisions that waited for a person
+        self.trust = {f"{NAMESPACE}/{seat.name}": TrustState(trust=seat.trust) for seat, _ in self.seated}
+        self.checks: list[PendingCheck] = []
         self.query = f"trace:{workload}"
 
     def notes(self) -> dict[str, int]:
@@ -227,13 +232,20 @@ class Negotiated:
             now=now,
             interval_seconds=self.every * TICK_SECONDS,
         )
+        evidence = self.evidence(view)
+        if settle_checks(self.checks, self.trust, workload_key=self.workload, evidence=evidence, now=now):
+            self.seated = tuple(
+                (replace(seat, trust=self.trust[f"{NAMESPACE}/{seat.name}"].trust), agent)
+                for seat, agent in self.seated
+            )
         outcome = negotiate(
             policy=self.policy,
             situation=situation,
             agents=self.seated,
-            evidence=self.evidence(view),
+            evidence=evidence,
             history=self.history,
         )
+        open_checks(self.checks, outcome.proposals, namespace=NAMESPACE, workload_key=self.workload, now=now)
         self.verdicts[outcome.verdict.value] += 1
         recommendation = outcome.recommendation if outcome.recommendation is not None else view.requested
         self.history = self.history.remember(
