@@ -14,7 +14,7 @@ Trust moves an agent's say, but never silences it: the engine multiplies each ag
 `influence(trust)`, between `INFLUENCE_FLOOR` and 1. Each built-in agent speaks for its own
 objective, and nobody else speaks for it: a performance agent that cannot forecast spiky demand
 well is still the only one asking for capacity. With weight times trust, replaying
-elb_request_count_8c0756 with learned trust let the performance agent's trust sink to the floor
+elb_request_count_8c0756 with learned trust let the performance agent's trust sink toward the floor
 and the cost agent starve the workload (345 pod-hours, 18,214 SLO-violation minutes, against
 3,160 and 2,384 with trust 1); with the floor at half the weight it is 3,045 and 2,624. An agent
 that forecasts badly is answered by its own margins (wider when its misses are larger), not by
