@@ -109,6 +109,41 @@ def test_stabilization(agreed: int, current: int, recent: list[tuple[float, int]
 
 
 @pytest.mark.parametrize(
+    ("agreed", "current", "expected"),
+    [
+        (19, 20, 20),  # 5%: within the tolerance, not made
+        (18, 20, 20),  # 10%: still within
+        (17, 20, 17),  # 15%: made
+        (4, 5, 4),  # one pod of five is 20%
+        (30, 20, 30),  # scale-ups are never held back
+        (19, 19, 19),
+    ],
+)
+def test_a_scale_down_within_the_tolerance_is_not_made(agreed: int, current: int, expected: int) -> None:
+    bounds = Bounds(scale_down_stabilization_seconds=0, scale_down_tolerance=0.1)
+    target, gate = stabilize(agreed=agreed, current=current, now=NOW, bounds=bounds, history=History())
+    assert target == expected
+    assert (gate is not None and gate.rule == "tolerance") == (expected == current != agreed)
+
+
+def test_a_scale_down_cut_short_by_the_step_limit_is_made_whatever_the_tolerance() -> None:
+    """Held at maxStepDown, the agreement may stand for a larger wish: holding it would ratchet a
+    workload at its peak for good (200 pods, steps of 20, tolerance 10%)."""
+    bounds = Bounds(max_step_down=20, scale_down_stabilization_seconds=0, scale_down_tolerance=0.1)
+    target, gate = stabilize(agreed=180, current=200, now=NOW, bounds=bounds, history=History())
+    assert (target, gate) == (180, None)
+    target, gate = stabilize(agreed=185, current=200, now=NOW, bounds=bounds, history=History())
+    assert target == 200 and gate is not None
+
+
+def test_no_tolerance_by_default() -> None:
+    target, gate = stabilize(
+        agreed=19, current=20, now=NOW, bounds=Bounds(scale_down_stabilization_seconds=0), history=History()
+    )
+    assert (target, gate) == (19, None)
+
+
+@pytest.mark.parametrize(
     ("wire", "current", "expected", "effect"),
     [
         ({"action": "hold"}, 6, 6, "hold"),

@@ -77,6 +77,13 @@ class Bounds(Model):
         le=86400,
         description="Scale down only to the highest recommendation of this window.",
     )
+    scale_down_tolerance: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="A scale-down of at most this fraction of the current replicas is not made (the HPA's "
+        "tolerance, 0.1 there): small dips do not churn the workload. Scale-ups are never held back.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Bounds:

@@ -44,7 +44,17 @@ class History:
 
 
 def stabilize(*, agreed: int, current: int, now: float, bounds: Bounds, history: History) -> tuple[int, Gate | None]:
-    """HPA-style: scale down only to the highest, up only to the lowest, recommendation of the window."""
+    """HPA-style: no scale-down within the tolerance (unless the step limit holds it); scale down only
+    to the highest, up only to the lowest, recommendation of the window."""
+    # Only a scale-down the step limit does not cut short: one held at `maxStepDown` may stand for a
+    # larger wish, and holding it would ratchet the workload at its peak for good.
+    within_step = agreed > current - bounds.max_step_down
+    if agreed < current and within_step and current - agreed <= bounds.scale_down_tolerance * current + 1e-9:
+        return current, Gate(
+            "tolerance",
+            "cap",
+            f"scale-down to {agreed} not made: within the {bounds.scale_down_tolerance:.0%} tolerance of {current}",
+        )
     if agreed < current and bounds.scale_down_stabilization_seconds > 0:
         since = now - bounds.scale_down_stabilization_seconds
         highest = max([agreed, *(r for t, r in history.recommendations if t >= since)])
