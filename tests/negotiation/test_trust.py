@@ -86,7 +86,8 @@ def test_a_prediction_is_checked_once_its_horizon_has_passed() -> None:
     early = settle_checks(checks, trust, workload_key="ns/web", evidence=demand_seen((60.0, 300.0)), now=120.0)
     assert early == [] and len(checks) == 1  # not due yet
     seen = demand_seen((60.0, 300.0), (120.0, 310.0), (180.0, 290.0), (240.0, 900.0))
-    assert settle_checks(checks, trust, workload_key="ns/web", evidence=seen, now=180.0) == ["ns/performance"]
+    settled = settle_checks(checks, trust, workload_key="ns/web", evidence=seen, now=180.0)
+    assert [c.agent_key for c in settled] == ["ns/performance"]
     assert checks == []
     # the peak within (0, 180] was 310 against a prediction of 100: a large miss costs trust
     assert trust["ns/performance"].trust < 1.0

@@ -132,7 +132,7 @@ class Backtest:
 
     asked: float  # mean prediction plus margin: the capacity it would have asked for, on average
     margin: float  # the quantile of its misses
-    misses: list[float]  # sorted
+    misses: list[float]  # in sample order
 
     @property
     def spread(self) -> float:
@@ -154,13 +154,9 @@ def backtest(
     made there misses by more than one made while demand rises. Taking the margin from like samples
     (a Mondrian, or class-conditional, conformal bound) keeps capacity through a dip that is likely
     to come back, without adding that reserve where it is not needed."""
-    raw = [a - p for a, p in zip(ahead, predicted, strict=True)]
-    misses = sorted(raw)
-    margin = quantile(misses, q)
-    if falling:
-        alike = sorted([m for m, f in zip(raw, falling, strict=True) if f is now_falling])
-        if len(alike) >= MIN_ALIKE:
-            margin = quantile(alike, q)
+    misses = [a - p for a, p in zip(ahead, predicted, strict=True)]
+    alike = [m for m, f in zip(misses, falling, strict=True) if f is now_falling] if falling else []
+    margin = quantile(sorted(alike if len(alike) >= MIN_ALIKE else misses), q)
     return Backtest(asked=sum(predicted) / len(predicted) + margin, margin=margin, misses=misses)
 
 

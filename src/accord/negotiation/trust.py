@@ -114,9 +114,9 @@ def settle_checks(
     workload_key: str,
     evidence: Mapping[str, EvidenceSet],
     now: float,
-) -> list[str]:
-    """Close the workload's checks that are due, updating `trust`; the agent keys whose trust moved."""
-    moved: list[str] = []
+) -> list[PendingCheck]:
+    """Close the workload's checks that are due, updating `trust`; the checks that moved it."""
+    moved: list[PendingCheck] = []
     for check in [c for c in checks if c.workload_key == workload_key and c.due <= now]:
         checks.remove(check)
         observed = observe(check, evidence.get(check.agent, {}))
@@ -125,7 +125,7 @@ def settle_checks(
         trust[check.agent_key] = update_trust(
             trust.get(check.agent_key, TrustState()), predicted=check.predicted, observed=observed
         )
-        moved.append(check.agent_key)
+        moved.append(check)
     return moved
 
 

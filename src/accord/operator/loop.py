@@ -415,9 +415,10 @@ class Negotiator:
         self, namespace: str, w: WorkloadView, evidence: Mapping[str, EvidenceSet], now: float
     ) -> None:
         moved = settle_checks(self.state.checks, self.state.trust, workload_key=w.key, evidence=evidence, now=now)
-        for agent_key in moved:
-            agent = agent_key.rsplit("/", 1)[-1]
-            observability.TRUST.labels(namespace=namespace, agent=agent).set(self.state.trust[agent_key].trust)
+        for check in moved:
+            observability.TRUST.labels(namespace=namespace, agent=check.agent).set(
+                self.state.trust[check.agent_key].trust
+            )
 
     async def agent_status(self, namespace: str, table: Table) -> None:
         """Persist each Agent's learned trust (so it survives restarts) and its latest proposal."""
