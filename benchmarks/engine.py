@@ -26,7 +26,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from accord.agents.base import Agent, Candidate, Pool, Situation
@@ -36,7 +36,7 @@ from accord.models.agent import AgentSpec
 from accord.models.common import Model
 from accord.models.policy import NegotiationPolicySpec
 from accord.negotiation.candidates import generate
-from accord.negotiation.engine import Seat, negotiate
+from accord.negotiation.engine import Case, Seat, negotiate_many
 from accord.negotiation.table import seat_agents
 
 NOW = 1_750_000_000.0
@@ -116,11 +116,9 @@ def workloads(n: int, *, seed: int = 7) -> list[Workload]:
 def negotiate_all(
     spec: NegotiationPolicySpec, seated: Sequence[tuple[Seat, Agent[Model]]], items: Sequence[Workload]
 ) -> int:
-    changed = 0
-    for w in items:
-        outcome = negotiate(policy=spec, situation=w.situation, agents=seated, evidence=w.evidence)
-        changed += outcome.changes
-    return changed
+    """One round over every workload, as the operator negotiates a policy's workloads: in one batch."""
+    outcomes = negotiate_many(policy=spec, cases=[Case(w.situation, w.evidence) for w in items], agents=seated)
+    return sum(o.changes for o in outcomes)
 
 
 def mean_candidates(
@@ -148,10 +146,14 @@ def measure(n: int, repeat: int) -> dict[str, Any]:
     candidates = mean_candidates(spec, seated, items)
     best = math.inf
     for _ in range(repeat):
+        # A round's inputs are new objects, as in the operator: nothing an agent remembers from the
+        # previous pass (it keeps the last batch's forecasts for its proposals) may be reused.
+        fresh = [Workload(replace(w.situation), w.evidence) for w in items]
         gc.collect()
         started = time.process_time()
-        changed = negotiate_all(spec, seated, items)
+        changed = negotiate_all(spec, seated, fresh)
         best = min(best, time.process_time() - started)
+        del fresh
     rss = peak_rss_mib()  # before tracing, whose own bookkeeping would inflate it
     del items
     gc.collect()

@@ -7,15 +7,22 @@ it over with the `Situation`; the agent only computes a `Proposal`.
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar, Generic, NamedTuple, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
+
+import numpy as np
+import numpy.typing as npt
 
 from accord.metrics.evidence import Evidence, EvidenceSet
 from accord.models.agent import AgentType
 from accord.models.common import Model
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+Flags = npt.NDArray[np.bool_]
+T = TypeVar("T", bound=np.generic)
 
 
 class Candidate(NamedTuple):
@@ -109,11 +116,213 @@ class Proposal:
         return self.utilities.get(candidate, 0.0)
 
 
+class Board:
+    """The candidates of many workloads at once, one row each, as arrays.
+
+    Row i holds workload i's candidates in their order (by pool, the current pool first, then by
+    replicas); `pool` codes index `pools`; a row shorter than the widest is padded, and `valid`
+    marks its real cells. Agents score a whole board at once; `Candidate` objects are only made
+    for the rows and cells someone reads.
+    """
+
+    __slots__ = ("_index", "_rows", "counts", "current_pool", "current_replicas", "pool", "pools", "replicas", "valid")
+
+    def __init__(
+        self, *, pools: tuple[str, ...], replicas: Ints, pool: Ints, counts: Ints, current: Sequence[Candidate]
+    ) -> None:
+        self.pools = pools
+        self.replicas = replicas
+        self.pool = pool
+        self.counts = counts
+        self.valid: Flags = np.arange(replicas.shape[1])[None, :] < counts[:, None]
+        code = {name: i for i, name in enumerate(pools)}
+        self.current_replicas: Ints = np.fromiter((c.replicas for c in current), np.int64, len(current))
+        self.current_pool: Ints = np.fromiter((code[c.placement] for c in current), np.int64, len(current))
+        self._rows: dict[int, tuple[Candidate, ...]] = {}
+        self._index: dict[int, dict[Candidate, int]] = {}
+
+    @classmethod
+    def of(cls, rows: Sequence[Sequence[Candidate]], current: Sequence[Candidate]) -> Board:
+        """A board of given candidate lists (any order, any pools), with each row's current candidate."""
+        pools = tuple(dict.fromkeys([*(c.placement for c in current), *(c.placement for r in rows for c in r)]))
+        code = {name: i for i, name in enumerate(pools)}
+        width = max((len(r) for r in rows), default=0)
+        replicas = np.zeros((len(rows), width), dtype=np.int64)
+        pool = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            replicas[i, : len(row)] = [c.replicas for c in row]
+            pool[i, : len(row)] = [code[c.placement] for c in row]
+        counts = np.fromiter((len(r) for r in rows), np.int64, len(rows))
+        board = cls(pools=pools, replicas=replicas, pool=pool, counts=counts, current=current)
+        for i, row in enumerate(rows):
+            board._rows[i] = tuple(row)
+        return board
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    @property
+    def same_pool(self) -> Flags:
+        """Cells on their workload's current pool."""
+        same: Flags = self.pool == self.current_pool[:, None]
+        return same
+
+    def by_pool(self, table: npt.NDArray[T]) -> npt.NDArray[T]:
+        """A (workload, pool) table read at every cell: the value for the cell's workload and pool."""
+        found: npt.NDArray[T] = table[np.arange(len(self.counts))[:, None], self.pool]
+        return found
+
+    def candidate(self, row: int, column: int) -> Candidate:
+        return Candidate(int(self.replicas[row, column]), self.pools[int(self.pool[row, column])])
+
+    def candidates(self, row: int) -> tuple[Candidate, ...]:
+        made = self._rows.get(row)
+        if made is None:
+            n = int(self.counts[row])
+            pools = self.pools
+            made = tuple(
+                Candidate(r, pools[p])
+                for r, p in zip(self.replicas[row, :n].tolist(), self.pool[row, :n].tolist(), strict=True)
+            )
+            self._rows[row] = made
+        return made
+
+    def column(self, row: int, candidate: Candidate) -> int | None:
+        index = self._index.get(row)
+        if index is None:
+            index = {c: j for j, c in enumerate(self.candidates(row))}
+            self._index[row] = index
+        return index.get(candidate)
+
+    def best(self, scores: Floats, allowed: Flags | None = None) -> Ints:
+        """Each row's column of highest score among the allowed cells (-1 where none is allowed); among
+        equals the current candidate, then the current pool, the count closest to the current, fewer."""
+        allowed = self.valid if allowed is None else allowed & self.valid
+        masked = np.where(allowed & ~np.isnan(scores), scores, -np.inf)
+        top = masked.max(axis=1, initial=-np.inf)
+        ties = allowed & (masked == top[:, None])
+        return np.where(ties.any(axis=1), self.first_by_tiebreak(ties), -1)
+
+    def first_by_tiebreak(self, ties: Flags) -> Ints:
+        """Among each row's flagged cells: the current pool first, then the count closest to the
+        current one, then fewer replicas (the first such cell)."""
+        same = ties & self.same_pool
+        ties = np.where(np.any(same, axis=1, keepdims=True), same, ties).astype(np.bool_)
+        distance = np.where(ties, np.abs(self.replicas - self.current_replicas[:, None]), np.iinfo(np.int64).max)
+        ties &= distance == distance.min(axis=1, initial=np.iinfo(np.int64).max)[:, None]
+        fewest = np.where(ties, self.replicas, np.iinfo(np.int64).max)
+        first: Ints = np.argmin(fewest, axis=1)
+        return first
+
+
+class RowUtilities(Mapping[Candidate, float]):
+    """One agent's utilities for one row of a board, read as a mapping (cells without one are absent)."""
+
+    __slots__ = ("_board", "_row", "_values")
+
+    def __init__(self, board: Board, row: int, values: Floats) -> None:
+        self._board, self._row, self._values = board, row, values
+
+    def __getitem__(self, candidate: Candidate) -> float:
+        column = self._board.column(self._row, candidate)
+        if column is None or math.isnan(value := float(self._values[column])):
+            raise KeyError(candidate)
+        return value
+
+    def __iter__(self) -> Iterator[Candidate]:
+        values = self._values
+        return (c for j, c in enumerate(self._board.candidates(self._row)) if not math.isnan(values[j]))
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(~np.isnan(self._values[: int(self._board.counts[self._row])])))
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """What an agent says of one workload besides its scores: why, from what, and what it predicts."""
+
+    rationale: str
+    evidence: tuple[Evidence, ...] = ()
+    prediction: Prediction | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """An agent's proposals for every row of a board, as arrays.
+
+    `utilities` holds NaN where the agent gives no utility (a vetoed cell, padding). The words are
+    written when someone reads them (a record, the trust bookkeeping), not while deciding:
+    `explain(row)` gives a row's rationale, evidence and prediction, `why(row, column)` the reason
+    for a vetoed cell.
+    """
+
+    utilities: Floats
+    vetoed: Flags
+    confidence: Floats
+    explain: Callable[[int], Explanation]
+    why: Callable[[int, int], str]
+    metrics_missing: Flags
+    dropped: Sequence[str | None]
+
+    @classmethod
+    def of_proposals(cls, board: Board, proposals: Sequence[Proposal]) -> Scores:
+        """Proposals made one row at a time, as arrays (a NaN utility counts as none)."""
+        utilities = np.full(board.replicas.shape, np.nan)
+        vetoed = np.zeros(board.replicas.shape, dtype=np.bool_)
+        reasons: dict[tuple[int, int], str] = {}
+        for i, p in enumerate(proposals):
+            for j, c in enumerate(board.candidates(i)):
+                if c in p.vetoes:
+                    vetoed[i, j] = True
+                    reasons[i, j] = p.vetoes[c]
+                u = p.utilities.get(c)
+                if u is not None:
+                    utilities[i, j] = u
+        return cls(
+            utilities=utilities,
+            vetoed=vetoed,
+            confidence=np.array([clamp(p.confidence) for p in proposals], dtype=np.float64),
+            explain=lambda i: Explanation(proposals[i].rationale, proposals[i].evidence, proposals[i].prediction),
+            why=lambda i, j: reasons.get((i, j), ""),
+            metrics_missing=np.array([p.metrics_missing for p in proposals], dtype=np.bool_),
+            dropped=[p.dropped for p in proposals],
+        )
+
+    def ideals(self, board: Board) -> Ints:
+        """Each row's ideal column (-1 where the agent scores nothing)."""
+        return board.best(self.utilities, ~self.vetoed)
+
+    def proposal(self, agent: Agent[Any], board: Board, row: int, ideal: int | None = None) -> Proposal:
+        """Row `row` as the `Proposal` a record shows."""
+        if ideal is None:
+            ideal = int(self.ideals(board)[row]) if self.dropped[row] is None else -1
+        vetoed = np.flatnonzero(self.vetoed[row, : int(board.counts[row])]).tolist()
+        candidates = board.candidates(row)
+        said = self.explain(row)
+        return Proposal(
+            agent=agent.name,
+            agent_type=agent.type,
+            utilities=RowUtilities(board, row, self.utilities[row]),
+            vetoes={candidates[j]: self.why(row, j) for j in vetoed},
+            ideal=None if ideal < 0 else candidates[ideal],
+            confidence=float(self.confidence[row]),
+            rationale=said.rationale,
+            evidence=said.evidence,
+            prediction=said.prediction,
+            dropped=self.dropped[row],
+            metrics_missing=bool(self.metrics_missing[row]),
+        )
+
+
 S = TypeVar("S", bound=Model)
 
 
-class Agent(ABC, Generic[S]):
-    """Base of the built-in agents: typed settings in, a pure `propose` out."""
+class Agent(Generic[S]):
+    """Base of the agents: typed settings in, pure proposals out.
+
+    An agent defines `propose` (one workload at a time) or `propose_many` (a whole board at once, as the
+    built-in agents do); each is derived from the other.
+    """
 
     type: ClassVar[AgentType]
 
@@ -121,17 +330,36 @@ class Agent(ABC, Generic[S]):
         self.name = name
         self.settings = settings
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.propose is Agent.propose and cls.propose_many is Agent.propose_many:
+            raise TypeError(f"{cls.__name__} must define propose or propose_many")
+
     def evidence_needed(self) -> tuple[EvidenceRequest, ...]:
         """The evidence the caller must gather before calling `propose`."""
         return ()
 
     def wishes(self, situation: Situation, evidence: EvidenceSet) -> tuple[int, ...]:
         """Replica counts this agent wants among the candidates (before step limits)."""
-        return ()
+        return self.wishes_many([situation], [evidence])[0]
 
-    @abstractmethod
+    def wishes_many(self, situations: Sequence[Situation], evidence: Sequence[EvidenceSet]) -> list[tuple[int, ...]]:
+        """`wishes` for many workloads."""
+        if type(self).wishes is Agent.wishes:
+            return [()] * len(situations)
+        return [self.wishes(s, e) for s, e in zip(situations, evidence, strict=True)]
+
     def propose(self, situation: Situation, candidates: Sequence[Candidate], evidence: EvidenceSet) -> Proposal:
         """Score every candidate. Pure: the same inputs give the same proposal."""
+        board = Board.of([candidates], [situation.current])
+        return self.propose_many([situation], board, [evidence]).proposal(self, board, 0)
+
+    def propose_many(self, situations: Sequence[Situation], board: Board, evidence: Sequence[EvidenceSet]) -> Scores:
+        """Score every row of a board: row i is `situations[i]`'s candidates. Pure, like `propose`."""
+        made = [
+            self.propose(s, board.candidates(i), e) for i, (s, e) in enumerate(zip(situations, evidence, strict=True))
+        ]
+        return Scores.of_proposals(board, made)
 
     def _proposal(
         self,
@@ -162,35 +390,16 @@ class Agent(ABC, Generic[S]):
 
 
 def best_candidate(utilities: Mapping[Candidate, float], current: Candidate | None) -> Candidate | None:
-    """The candidate of highest utility; among equals, on the current pool, closest to it, then fewer replicas."""
+    """The candidate of highest utility (a NaN utility counts as none); among equals the current
+    candidate, then on the current pool, closest to it, then fewer replicas (`Board.best`)."""
     if not utilities:
         return None
-    best = max(utilities.values())
-    if math.isnan(best):
-        top = list(utilities)  # NaN compares unequal to itself: fall back to the full key over all candidates
-    else:
-        if current is not None and utilities.get(current) == best:
-            return current  # on its own pool and no change at all: nothing among equals beats it
-        # Only the candidates of the best utility can win; among them the utility no longer decides.
-        top = [c for c, u in utilities.items() if u == best]
-        if len(top) == 1:
-            return top[0]
-        if current is None:
-            return max(top, key=lambda c: -c.replicas)
-        pool, replicas = current.placement, current.replicas
-        return max(top, key=lambda c: (c.placement == pool, -abs(c.replicas - replicas), -c.replicas))
-
-    def key(c: Candidate) -> tuple[float, int, int, int]:
-        if current is None:
-            return (utilities[c], 0, 0, -c.replicas)
-        return (
-            utilities[c],
-            int(c.placement == current.placement),
-            -abs(c.replicas - current.replicas),
-            -c.replicas,
-        )
-
-    return max(top, key=key)
+    candidates = list(utilities)
+    anchor = current if current is not None else Candidate(0, "")
+    board = Board.of([candidates], [anchor])
+    scores = np.array([[utilities[c] for c in candidates]], dtype=np.float64)
+    column = int(board.best(scores)[0])
+    return None if column < 0 else candidates[column]
 
 
 def clamp(value: float, low: float = 0.0, high: float = 1.0) -> float:

@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from accord.agents.base import Agent, Candidate, Proposal, Situation
+import numpy as np
+
+from accord.agents.base import Agent, Board, Explanation, Pool, Scores, Situation
 from accord.metrics.evidence import Evidence, EvidenceSet, Source
 from accord.models.agent import AgentType
+from accord.models.schedule import FreezeWindow
 from accord.models.settings import ComplianceSettings
 
 __all__ = ["ComplianceAgent", "ComplianceSettings"]
@@ -41,63 +44,98 @@ class ComplianceAgent(Agent[ComplianceSettings]):
                 return f"data residency: pool {pool_name} has nodes in zones {', '.join(outside)}"
         return None
 
-    def propose(self, situation: Situation, candidates: Sequence[Candidate], evidence: EvidenceSet) -> Proposal:
+    def propose_many(self, situations: Sequence[Situation], board: Board, evidence: Sequence[EvidenceSet]) -> Scores:
         s = self.settings
-        now = datetime.fromtimestamp(situation.now, tz=UTC)
-        open_windows = [w for w in s.freeze_windows if w.active_at(now)]
-        residency = {pool: self.residency_problem(situation, pool) for pool in {c.placement for c in candidates}}
-        vetoes: dict[Candidate, str] = {}
-        for c in candidates:
+        count = len(situations)
+        present = np.zeros((count, len(board.pools)), dtype=np.bool_)
+        rows, columns = np.nonzero(board.valid)
+        present[rows, board.pool[rows, columns]] = True
+        # Open freeze windows depend on the time alone, residency on the pool alone: each asked once.
+        windows_at: dict[float, list[FreezeWindow]] = {}
+        residency: dict[tuple[str, int], str | None] = {}
+        open_at: list[list[FreezeWindow]] = []
+        outside = np.zeros((count, len(board.pools)), dtype=np.bool_)
+        problems: dict[tuple[int, int], str] = {}
+        for i, sit in enumerate(situations):
+            windows = windows_at.get(sit.now)
+            if windows is None:
+                moment = datetime.fromtimestamp(sit.now, tz=UTC)
+                windows = windows_at[sit.now] = [w for w in s.freeze_windows if w.active_at(moment)]
+            open_at.append(windows)
+            for code in np.flatnonzero(present[i]).tolist():
+                name = board.pools[code]
+                key = (name, id(sit.pools.get(name)))
+                if key not in residency:
+                    residency[key] = self.residency_problem(sit, name)
+                found = residency[key]
+                if found:
+                    problems[i, code] = found
+                    outside[i, code] = True
+        frozen = np.array([bool(w) for w in open_at], dtype=np.bool_).reshape(count)
+        current = board.same_pool & (board.replicas == board.current_replicas[:, None])
+        vetoed = board.valid & (
+            board.by_pool(outside) | (board.replicas < s.min_replicas) | (frozen[:, None] & ~current)
+        )
+        utilities = np.where(board.valid & ~vetoed, 1.0, np.nan)
+
+        def explain(row: int) -> Explanation:
+            sit = situations[row]
+            parts = []
+            if open_at[row]:
+                parts.append(f"freeze window {open_at[row][0].name!r} open: only the current state is allowed")
+            if s.allowed_regions or s.allowed_zones:
+                parts.append(f"residency {'/'.join(s.allowed_regions + s.allowed_zones)}")
+            if s.min_replicas:
+                parts.append(f"availability floor {s.min_replicas}")
+            parts.append(f"{int(np.count_nonzero(vetoed[row]))} of {int(board.counts[row])} candidates vetoed")
+            named = sorted(board.pools[c] for c in np.flatnonzero(present[row]).tolist())
+            pools = [sit.pools[p] for p in named if p in sit.pools]
+            used = (self._clock(sit.now), self._locations(pools, sit.now)) if pools else (self._clock(sit.now),)
+            return Explanation("; ".join(parts), used)
+
+        def why(row: int, column: int) -> str:
             reasons: list[str] = []
-            if residency[c.placement]:
-                reasons.append(residency[c.placement] or "")
-            if c.replicas < s.min_replicas:
+            found = problems.get((row, int(board.pool[row, column])))
+            if found:
+                reasons.append(found)
+            if board.replicas[row, column] < s.min_replicas:
                 reasons.append(f"availability commitment: at least {s.min_replicas} replicas")
-            if open_windows and c != situation.current:
-                reasons.append(f"change freeze {open_windows[0].name!r} is open")
-            if reasons:
-                vetoes[c] = "; ".join(reasons)
-        utilities = {c: 1.0 for c in candidates if c not in vetoes}
-        used = [
-            Evidence(
-                name="clock",
-                source=Source.CLOCK,
-                query=", ".join(
-                    f"{w.name}: {w.schedule} {w.time_zone} {w.duration_minutes}m" for w in s.freeze_windows
-                ),
-                text=now.strftime("%Y-%m-%d %H:%M UTC"),
-                timestamp=situation.now,
-                samples=1,
-            )
-        ]
-        pools = [situation.pools[p] for p in sorted(residency) if p in situation.pools]
-        if pools:
-            used.append(
-                Evidence(
-                    name="pool_locations",
-                    source=Source.NODES,
-                    query="node labels topology.kubernetes.io/region, topology.kubernetes.io/zone",
-                    text="; ".join(
-                        f"{p.name}: {','.join(sorted(p.regions)) or '?'} / {','.join(sorted(p.zones)) or '?'}"
-                        for p in pools
-                    ),
-                    timestamp=situation.now,
-                    samples=sum(p.nodes for p in pools),
-                )
-            )
-        parts = []
-        if open_windows:
-            parts.append(f"freeze window {open_windows[0].name!r} open: only the current state is allowed")
-        if s.allowed_regions or s.allowed_zones:
-            parts.append(f"residency {'/'.join(s.allowed_regions + s.allowed_zones)}")
-        if s.min_replicas:
-            parts.append(f"availability floor {s.min_replicas}")
-        parts.append(f"{len(vetoes)} of {len(candidates)} candidates vetoed")
-        return self._proposal(
+            if open_at[row] and not current[row, column]:
+                reasons.append(f"change freeze {open_at[row][0].name!r} is open")
+            return "; ".join(reasons)
+
+        return Scores(
             utilities=utilities,
-            vetoes=vetoes,
-            confidence=1.0,
-            rationale="; ".join(parts),
-            evidence=used,
-            current=situation.current,
+            vetoed=vetoed,
+            confidence=np.ones(count),
+            explain=explain,
+            why=why,
+            metrics_missing=np.zeros(count, dtype=np.bool_),
+            dropped=[None] * count,
+        )
+
+    def _clock(self, now: float) -> Evidence:
+        """The clock as evidence, with the freeze windows it was read against."""
+        s = self.settings
+        moment = datetime.fromtimestamp(now, tz=UTC)
+        return Evidence(
+            name="clock",
+            source=Source.CLOCK,
+            query=", ".join(f"{w.name}: {w.schedule} {w.time_zone} {w.duration_minutes}m" for w in s.freeze_windows),
+            text=moment.strftime("%Y-%m-%d %H:%M UTC"),
+            timestamp=now,
+            samples=1,
+        )
+
+    @staticmethod
+    def _locations(pools: Sequence[Pool], now: float) -> Evidence:
+        return Evidence(
+            name="pool_locations",
+            source=Source.NODES,
+            query="node labels topology.kubernetes.io/region, topology.kubernetes.io/zone",
+            text="; ".join(
+                f"{p.name}: {','.join(sorted(p.regions)) or '?'} / {','.join(sorted(p.zones)) or '?'}" for p in pools
+            ),
+            timestamp=now,
+            samples=sum(p.nodes for p in pools),
         )

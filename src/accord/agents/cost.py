@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from accord.agents.base import (
     Agent,
-    Candidate,
+    Board,
     EvidenceRequest,
+    Explanation,
+    Flags,
+    Floats,
+    Ints,
     Prediction,
-    Proposal,
     QueryKind,
+    Scores,
     Situation,
     freshness,
 )
@@ -52,66 +58,98 @@ class CostAgent(Agent[CostSettings]):
             base *= 1.0 + self.settings.spot_interruption_penalty
         return base, used
 
-    def propose(self, situation: Situation, candidates: Sequence[Candidate], evidence: EvidenceSet) -> Proposal:
-        prices: dict[str, float] = {}
-        used: list[Evidence] = []
-        for pool in sorted({c.placement for c in candidates}):
-            prices[pool], source = self.price(situation, pool, evidence)
-            if source is not None:
-                used.append(source)
-        used.append(
-            Evidence(
-                name="prices",
-                source=Source.POLICY,
-                query="spec.placements[].pricePerPodHour",
-                text=", ".join(f"{p}={v:.4f}/pod-hour" for p, v in prices.items()),
-                timestamp=situation.now,
-                samples=len(prices),
-            )
-        )
-        spend = {c: c.replicas * prices[c.placement] for c in candidates}
+    def propose_many(self, situations: Sequence[Situation], board: Board, evidence: Sequence[EvidenceSet]) -> Scores:
+        count = len(situations)
         budget = self.settings.budget_per_hour
-        vetoes = {
-            c: f"spend {v:.2f}/h exceeds the budget of {budget:.2f}/h"
-            for c, v in spend.items()
-            if budget is not None and v > budget + 1e-9
-        }
-        allowed = {c: v for c, v in spend.items() if c not in vetoes}
-        low = min(allowed.values(), default=0.0)
+        present = np.zeros((count, len(board.pools)), dtype=np.bool_)
+        rows, codes = np.nonzero(board.valid)
+        present[rows, board.pool[rows, codes]] = True
+        named = sorted(range(len(board.pools)), key=board.pools.__getitem__)
+        keys = [f"price:{board.pools[p]}" for p in range(len(board.pools))]
+        prices = np.full((count, len(board.pools)), np.nan)
+        sources: list[list[Evidence]] = []
+        # A price depends on the pool and its live price alone: asked once per pair seen.
+        known: dict[tuple[int, int, int], tuple[float, Evidence | None]] = {}
+        for i, (sit, ev) in enumerate(zip(situations, evidence, strict=True)):
+            live: list[Evidence] = []
+            for p in named:
+                if not present[i, p]:
+                    continue
+                name = board.pools[p]
+                key = (p, id(sit.pools.get(name)), id(ev.get(keys[p])))
+                found = known.get(key)
+                if found is None:
+                    found = known[key] = self.price(sit, name, ev)
+                prices[i, p] = found[0]
+                if found[1] is not None:
+                    live.append(found[1])
+            sources.append(live)
+        spend = board.replicas * board.by_pool(prices)
+        vetoed = board.valid & (spend > budget + 1e-9) if budget is not None else np.zeros(spend.shape, dtype=np.bool_)
+        allowed = board.valid & ~vetoed
+        low = np.where(allowed, spend, np.inf).min(axis=1, initial=np.inf)
+        low = np.where(np.isinf(low), 0.0, low)
         # The cheapest spend over this one's, each with one more of the cheapest pods (so that zero
         # spend is scored too): a ratio, so that the agent's say in a Nash product is the same for
         # every doubling of spend, whatever the other candidates cost.
-        unit = min(prices.values(), default=0.0) or 1e-9
-        utilities = {c: (low + unit) / (v + unit) for c, v in allowed.items()}
-        confidence = 1.0
-        live = [e for e in used if e.source is Source.PROMETHEUS]
-        if live:
-            confidence = min(freshness(e.age(situation.now), PRICE_STALE_SECONDS) for e in live)
-        current_spend = spend.get(
-            situation.current,
-            situation.current.replicas
-            * prices.get(situation.current.placement, self.settings.default_price_per_pod_hour),
-        )
-        cheapest = min(allowed, key=lambda c: (allowed[c], c), default=None)
-        rationale = (
-            f"current spend {current_spend:.2f}/h; cheapest acceptable is {cheapest} at {allowed[cheapest]:.2f}/h"
-            if cheapest is not None
-            else "every candidate is over budget"
-        )
-        if budget is not None:
-            rationale += f"; budget {budget:.2f}/h"
-        return self._proposal(
-            utilities=utilities,
-            vetoes=vetoes,
-            confidence=confidence,
-            rationale=rationale,
-            evidence=used,
-            current=situation.current,
-            prediction=Prediction(
-                quantity=f"price_per_pod_hour:{situation.current.placement}",
-                value=prices.get(situation.current.placement, self.settings.default_price_per_pod_hour),
-                horizon_seconds=situation.interval_seconds,
+        unit = np.where(present, prices, np.inf).min(axis=1, initial=np.inf)
+        unit = np.where(np.isinf(unit) | (unit == 0), 1e-9, unit)
+        utilities = np.where(allowed, (low + unit)[:, None] / (spend + unit[:, None]), np.nan)
+        confidence = np.ones(count)
+        for i, live in enumerate(sources):
+            if live:
+                confidence[i] = min(freshness(e.age(situations[i].now), PRICE_STALE_SECONDS) for e in live)
+        cheapest = self._cheapest(board, spend, allowed)
+
+        def explain(row: int) -> Explanation:
+            sit = situations[row]
+            shown = [(board.pools[p], float(prices[row, p])) for p in named if present[row, p]]
+            listed = Evidence(
+                name="prices",
+                source=Source.POLICY,
+                query="spec.placements[].pricePerPodHour",
+                text=", ".join(f"{p}={v:.4f}/pod-hour" for p, v in shown),
+                timestamp=sit.now,
+                samples=len(shown),
             )
-            if live
-            else None,
+            own = int(board.current_pool[row])
+            price = float(prices[row, own]) if present[row, own] else self.settings.default_price_per_pod_hour
+            column = int(cheapest[row])
+            why = (
+                f"current spend {sit.current.replicas * price:.2f}/h; cheapest acceptable is "
+                f"{board.candidate(row, column)} at {float(spend[row, column]):.2f}/h"
+                if column >= 0
+                else "every candidate is over budget"
+            )
+            if budget is not None:
+                why += f"; budget {budget:.2f}/h"
+            live = sources[row]
+            predicted = (
+                Prediction(f"price_per_pod_hour:{sit.current.placement}", price, sit.interval_seconds) if live else None
+            )
+            return Explanation(why, (*live, listed), predicted)
+
+        def why_vetoed(row: int, column: int) -> str:
+            return f"spend {float(spend[row, column]):.2f}/h exceeds the budget of {budget or 0.0:.2f}/h"
+
+        return Scores(
+            utilities=utilities,
+            vetoed=vetoed,
+            confidence=confidence,
+            explain=explain,
+            why=why_vetoed,
+            metrics_missing=np.zeros(count, dtype=np.bool_),
+            dropped=[None] * count,
         )
+
+    @staticmethod
+    def _cheapest(board: Board, spend: Floats, allowed: Flags) -> Ints:
+        """Each row's allowed column of least spend (then fewer replicas, then pool name); -1 if none."""
+        masked = np.where(allowed, spend, np.inf)
+        ties = allowed & (masked == masked.min(axis=1, initial=np.inf)[:, None])
+        big = np.iinfo(np.int64).max
+        fewest = np.where(ties, board.replicas, big)
+        ties &= fewest == fewest.min(axis=1, initial=big)[:, None]
+        rank = np.argsort(np.argsort(np.array(board.pools, dtype=object)))
+        named = np.where(ties, rank[board.pool], big)
+        return np.where(allowed.any(axis=1), np.argmin(named, axis=1), -1)

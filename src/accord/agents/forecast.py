@@ -20,15 +20,23 @@ started), as an expected value and an upper bound:
   on a rise does not, and pooling the two would under-cover the first and over-cover the second.
   The upper bound is the expected peak plus that margin. Until a horizon's worth of history
   exists, the standard deviation of Holt's one-step residuals stands in.
+
+Forecasts are made for many series at once (`forecast_peaks`), as arrays: the operator and the replay
+ask for thousands in a round, and one forecast is a batch of one (`forecast_peak`). Every step is
+the same floating-point operation, in the same order, for each series as it would be alone, so a
+forecast does not depend on the company it is made in.
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import accumulate, pairwise
+from itertools import chain
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
 
 DAY = 86_400.0
 # The share of past peaks the upper bound would have covered: misses above it are what the
@@ -42,6 +50,16 @@ BACKTEST = 120
 PREDICTORS = ("holt", "slope", "level", "last")
 # Past samples in the same state as now needed before the margin is taken from them alone.
 MIN_ALIKE = 10
+# How far back yesterday's level is averaged, before the moment a day ago.
+YESTERDAY_LEVEL_SECONDS = 600.0
+
+# Up to this many series, Holt's recursion runs on plain floats, one series at a time.
+FEW = 8
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+Flags = npt.NDArray[np.bool_]
+Number = TypeVar("Number", float, Floats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +74,7 @@ class Forecast:
     expected: float = 0.0  # the expected peak over the horizon, before the margin
     margin: float = 0.0  # peak - expected, unless the latest observation is higher
     method: str = "holt"  # the predictor the history chose
+    roughness: float = 1.0  # root mean square of the step-to-step changes over the mean (1 below three samples)
 
     @property
     def noise(self) -> float:
@@ -63,126 +82,20 @@ class Forecast:
         return self.residual_std / max(self.level, 1e-9)
 
 
-def median_step(series: Sequence[tuple[float, float]]) -> float:
-    gaps = sorted(b[0] - a[0] for a, b in pairwise(series) if b[0] > a[0])
-    return gaps[len(gaps) // 2] if gaps else 60.0
-
-
-def holt(values: Sequence[float], *, alpha: float = 0.5, beta: float = 0.3) -> tuple[float, float, float]:
-    """Level, trend per step and the standard deviation of one-step-ahead residuals."""
-    paths = predictions(values, 1.0, alpha=alpha, beta=beta)
-    return paths.level, paths.trend, paths.residual_std
-
-
 @dataclass(frozen=True, slots=True)
-class Paths:
-    """Every predictor's forecast at every sample, with Holt's state: one pass over the history."""
+class Query:
+    """One forecast to make: peak demand over (now, now + horizon], from the history up to now.
 
-    by_predictor: tuple[list[float], ...]  # in the order of `PREDICTORS`
-    levels: list[float]  # Holt's level at every sample
-    level: float  # Holt's level and trend per step after the last sample
-    trend: float
-    residual_std: float  # of Holt's one-step-ahead residuals
-
-
-def predictions(values: Sequence[float], steps_ahead: float, *, alpha: float = 0.5, beta: float = 0.3) -> Paths:
-    """For every sample i, each predictor's expected peak over the next `steps_ahead` steps, from values[: i + 1].
-
-    Every prediction is at least the sample it was made at.
+    `day_ago` is yesterday around the same time (empty without seasonality); `margin_sigmas` scales
+    the margin (1: the `quantile_level` of recent misses as it is).
     """
-    first = values[0]
-    level = first
-    trend = (values[1] - first) if len(values) > 1 else 0.0
-    smooth = first
-    previous = first
-    squares = 0.0
-    by_holt: list[float] = []
-    by_slope: list[float] = []
-    by_level: list[float] = []
-    levels: list[float] = []
-    # The inner loop of every forecast: plain comparisons rather than max() calls.
-    for i, value in enumerate(values):
-        if i:
-            predicted = level + trend
-            miss = value - predicted
-            squares += miss * miss
-            new_level = alpha * value + (1 - alpha) * predicted
-            trend = beta * (new_level - level) + (1 - beta) * trend
-            level = new_level
-            smooth += LEVEL_SMOOTHING * (value - smooth)
-        levels.append(level)
-        ahead = level + trend * steps_ahead if trend > 0 else level
-        by_holt.append(ahead if ahead > value else value)
-        rise = value - previous
-        by_slope.append(value + rise * steps_ahead if rise > 0 else value)
-        by_level.append(smooth if smooth > value else value)
-        previous = value
-    std = math.sqrt(squares / (len(values) - 1)) if len(values) > 1 else 0.0
-    return Paths((by_holt, by_slope, by_level, list(values)), levels, level, trend, std)
 
-
-def quantile(ordered: Sequence[float], q: float) -> float:
-    """The empirical q-quantile of sorted values (the value at index floor(q n), capped at the last)."""
-    return ordered[min(len(ordered) - 1, math.floor(q * len(ordered)))]
-
-
-@dataclass(frozen=True, slots=True)
-class Backtest:
-    """What a predictor would have asked for at past samples, against the peaks that followed."""
-
-    asked: float  # mean prediction plus margin: the capacity it would have asked for, on average
-    margin: float  # the quantile of its misses
-    misses: list[float]  # in sample order
-
-    @property
-    def spread(self) -> float:
-        """The root mean square of the misses."""
-        return math.sqrt(sum(m * m for m in self.misses) / len(self.misses))
-
-
-def backtest(
-    predicted: Sequence[float],
-    ahead: Sequence[float],
-    q: float,
-    falling: Sequence[bool] = (),
-    now_falling: bool = False,
-) -> Backtest:
-    """Misses of `predicted` against the peaks `ahead`, and the margin: the q-quantile of the misses at
-    past samples in the same state as now (after a fall, or not), when there are enough of them.
-
-    Misses are not alike everywhere: after a fall the next peak is often a rebound, which a forecast
-    made there misses by more than one made while demand rises. Taking the margin from like samples
-    (a Mondrian, or class-conditional, conformal bound) keeps capacity through a dip that is likely
-    to come back, without adding that reserve where it is not needed."""
-    misses = [a - p for a, p in zip(ahead, predicted, strict=True)]
-    alike = [m for m, f in zip(misses, falling, strict=True) if f is now_falling] if falling else []
-    margin = quantile(sorted(alike if len(alike) >= MIN_ALIKE else misses), q)
-    return Backtest(asked=sum(predicted) / len(predicted) + margin, margin=margin, misses=misses)
-
-
-def window(n: int, horizon_steps: int) -> range:
-    """The samples a backtest can judge: those whose whole horizon has been seen, from the second on
-    (a slope needs two samples, and Holt's first trend is read off the second)."""
-    last = n - 1 - horizon_steps
-    return range(max(1, last - BACKTEST + 1), last + 1)
-
-
-def choose(
-    paths: Sequence[Sequence[float]],
-    ahead: Sequence[float],
-    judged: range,
-    q: float,
-    falling: Sequence[bool] = (),
-    now_falling: bool = False,
-) -> tuple[int, Backtest]:
-    """The predictor asking for the least capacity, margin included, over the samples `judged`."""
-    best: tuple[int, Backtest] | None = None
-    for index, path in enumerate(paths):
-        result = backtest(path[judged.start : judged.stop], ahead, q, falling, now_falling)
-        if best is None or result.asked < best[1].asked - 1e-9 * max(1.0, abs(best[1].asked)):
-            best = (index, result)
-    assert best is not None
-    return best
+    history: Sequence[tuple[float, float]]
+    now: float
+    horizon_seconds: float
+    day_ago: Sequence[tuple[float, float]] = ()
+    margin_sigmas: float = 1.0
+    quantile_level: float = QUANTILE
 
 
 def forecast_peak(
@@ -194,141 +107,438 @@ def forecast_peak(
     margin_sigmas: float = 1.0,
     quantile_level: float = QUANTILE,
 ) -> Forecast | None:
-    """Peak demand over (now, now + horizon]; None without history.
+    """Peak demand over (now, now + horizon]; None without history. A batch of one `forecast_peaks`."""
+    return forecast_peaks([Query(history, now, horizon_seconds, day_ago, margin_sigmas, quantile_level)])[0]
 
-    `margin_sigmas` scales the margin (1: the `quantile_level` of recent misses as it is).
+
+def forecast_peaks(queries: Sequence[Query]) -> list[Forecast | None]:
+    """Every query's forecast (None for a query without usable history), in the queries' order.
+
+    Samples after `now` and non-finite ones are left out, negative demand counts as 0. Series of the
+    same length and horizon are forecast together.
     """
-    points = [(t, v) for t, v in history if t <= now and math.isfinite(v)]
-    if not points:
-        return None
-    values = [max(0.0, v) for _, v in points]
-    step = median_step(points)
-    steps_ahead = max(1.0, horizon_seconds / step)
-    horizon_steps = math.ceil(steps_ahead - 1e-9)
-    run = predictions(values, steps_ahead)
-    paths, levels, level, trend, std = run.by_predictor, run.levels, run.level, run.trend, run.residual_std
-    judged = window(len(values), horizon_steps)
-    ahead = [max(values[i + 1 : i + 1 + horizon_steps]) for i in judged]
-    method, margin, spread = 0, std, std  # until a horizon of history exists, Holt's residuals stand in
-    falling = [values[i] < values[i - 1] for i in judged]
-    now_falling = len(values) > 1 and values[-1] < values[-2]
-    if judged:
-        method, result = choose(paths, ahead, judged, quantile_level, falling, now_falling)
-        margin, spread = result.margin, result.spread
-    expected = paths[method][-1]
-    past = Yesterday.of(day_ago) if day_ago else None
-    seasonal = None if past is None else _seasonal_peak(past, now=now, horizon_seconds=horizon_seconds, level=level)
-    if seasonal is not None and past is not None:
-        # Until a horizon of history exists, nothing can judge yesterday: it has its say.
-        include, combined = True, None
-        if judged:
-            include, combined = _judge_seasonal(
-                past,
-                times=[points[i][0] for i in judged],
-                levels=levels[judged.start : judged.stop],
-                chosen=paths[method][judged.start : judged.stop],
-                ahead=ahead,
-                falling=falling,
-                now_falling=now_falling,
-                horizon_seconds=horizon_seconds,
-                q=quantile_level,
-            )
-        if not include:
-            seasonal = None
-        else:
-            expected = max(expected, seasonal)
-            if combined is not None:
-                margin, spread = combined.margin, combined.spread
-    peak = max(values[-1], expected + margin_sigmas * margin)
-    return Forecast(
-        peak=peak,
-        level=level,
-        trend_per_second=trend / step,
-        residual_std=spread,
-        seasonal_peak=seasonal,
-        samples=len(values),
-        step_seconds=step,
-        expected=expected,
-        margin=peak - expected,
-        method=PREDICTORS[method],
-    )
+    found: list[Forecast | None] = [None] * len(queries)
+    if not queries:
+        return found
+    now = np.array([q.now for q in queries], dtype=np.float64)
+    times, values, lengths = _stack([q.history for q in queries])
+    keep = (times <= now[:, None]) & np.isfinite(values) & _filled(lengths, times.shape[1])
+    times, values, lengths = _compact(times, values, keep)
+    np.maximum(values, 0.0, out=values)
+    step = _median_steps(times, lengths)
+    horizon = np.array([q.horizon_seconds for q in queries], dtype=np.float64)
+    steps_ahead = np.maximum(1.0, horizon / step)
+    horizon_steps = np.ceil(steps_ahead - 1e-9).astype(np.int64)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for row, (n, h) in enumerate(zip(lengths.tolist(), horizon_steps.tolist(), strict=True)):
+        if n:
+            groups.setdefault((n, h), []).append(row)
+    for (n, h), members in groups.items():
+        rows = np.array(members, dtype=np.int64)
+        made = _forecast_group(
+            [queries[r] for r in members],
+            times=times[rows, :n],
+            values=values[rows, :n],
+            step=step[rows],
+            steps_ahead=steps_ahead[rows],
+            horizon_steps=h,
+        )
+        for r, forecast in zip(members, made, strict=True):
+            found[r] = forecast
+    return found
+
+
+def median_step(series: Sequence[tuple[float, float]]) -> float:
+    """The median gap between consecutive samples (the upper median); a minute for fewer than two."""
+    times, _, lengths = _stack([series])
+    return float(_median_steps(times, lengths)[0])
+
+
+def holt(values: Sequence[float], *, alpha: float = 0.5, beta: float = 0.3) -> tuple[float, float, float]:
+    """Level, trend per step and the standard deviation of one-step-ahead residuals."""
+    run = _Paths.of(np.array([values], dtype=np.float64), np.ones(1), alpha=alpha, beta=beta)
+    return float(run.level[0]), float(run.trend[0]), float(run.residual_std[0])
+
+
+# -- arrays ---------------------------------------------------------------------------------------------------------
+
+
+def _stack(series: Sequence[Sequence[tuple[float, float]]]) -> tuple[Floats, Floats, Ints]:
+    """Series of (time, value) pairs as two row-per-series arrays, padded at the end, and their lengths."""
+    lengths = np.fromiter((len(s) for s in series), dtype=np.int64, count=len(series))
+    width = int(lengths.max()) if len(lengths) else 0
+    total = int(lengths.sum())
+    flat = np.fromiter(chain.from_iterable(chain.from_iterable(series)), dtype=np.float64, count=2 * total)
+    pairs = flat.reshape(total, 2)
+    times = np.zeros((len(series), width), dtype=np.float64)
+    values = np.zeros((len(series), width), dtype=np.float64)
+    if total and np.all(lengths == width):
+        times[:] = pairs[:, 0].reshape(len(series), width)
+        values[:] = pairs[:, 1].reshape(len(series), width)
+    elif total:
+        rows = np.repeat(np.arange(len(series)), lengths)
+        cols = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        times[rows, cols] = pairs[:, 0]
+        values[rows, cols] = pairs[:, 1]
+    return times, values, lengths
+
+
+def _filled(lengths: Ints, width: int) -> Flags:
+    return np.arange(width)[None, :] < lengths[:, None]
+
+
+def _compact(times: Floats, values: Floats, keep: Flags) -> tuple[Floats, Floats, Ints]:
+    """Keeps the flagged samples of each row, in their order, moved to the front of the row."""
+    lengths = keep.sum(axis=1)
+    ragged = ~np.all(keep == _filled(lengths, keep.shape[1]), axis=1)
+    if ragged.any():
+        rows = np.flatnonzero(ragged)
+        order = np.argsort(~keep[rows], axis=1, kind="stable")
+        times[rows] = np.take_along_axis(times[rows], order, axis=1)
+        values[rows] = np.take_along_axis(values[rows], order, axis=1)
+    return times, values, lengths
+
+
+def _median_steps(times: Floats, lengths: Ints) -> Floats:
+    """Each row's median positive gap between samples (the upper median), or 60 s without one."""
+    if times.shape[1] < 2:
+        return np.full(len(times), 60.0)
+    gaps = np.diff(times, axis=1)
+    real = (gaps > 0) & _filled(lengths - 1, gaps.shape[1])
+    ordered = np.sort(np.where(real, gaps, np.inf), axis=1)
+    counts = real.sum(axis=1)
+    middle = ordered[np.arange(len(ordered)), counts // 2]
+    return np.where(counts > 0, middle, 60.0)
+
+
+def _sequential_sum(x: Floats) -> Floats:
+    """Row sums added left to right, as Python's `sum` adds (NumPy's own sum adds pairwise)."""
+    return np.cumsum(x, axis=1)[:, -1] if x.shape[1] else np.zeros(len(x))
 
 
 @dataclass(frozen=True, slots=True)
-class Yesterday:
-    """Yesterday's finite samples in time order, with prefix sums for window means."""
+class _Paths:
+    """Every predictor's expected peak at every sample, from the samples up to it, and Holt's state.
 
-    stamps: list[float]
-    values: list[float]
-    sums: list[float]
+    Each prediction is at least the sample it was made at.
+    """
+
+    by_predictor: tuple[Floats, ...]  # in the order of `PREDICTORS`, each (series, samples)
+    levels: Floats  # Holt's level at every sample
+    level: Floats  # Holt's level and trend per step after the last sample
+    trend: Floats
+    residual_std: Floats  # of Holt's one-step-ahead residuals
 
     @classmethod
-    def of(cls, day_ago: Sequence[tuple[float, float]]) -> Yesterday:
-        kept = [(t, v) for t, v in day_ago if math.isfinite(v)]
-        if any(a[0] > b[0] for a, b in pairwise(kept)):
-            kept.sort()
-        values = [v for _, v in kept]
-        return cls([t for t, _ in kept], values, [0.0, *accumulate(values)])
+    def of(cls, values: Floats, steps_ahead: Floats, *, alpha: float = 0.5, beta: float = 0.3) -> _Paths:
+        count, n = values.shape
+        if count <= FEW:
+            # For a few series the recursion is quicker on plain floats, one series at a time.
+            runs = [_recursion(row, alpha, beta) for row in values.tolist()]
+            levels, trends, smooth = (np.array([run[k] for run in runs], dtype=np.float64).T for k in range(3))
+        else:
+            stacked = [np.array(path) for path in _recursion(list(np.ascontiguousarray(values.T)), alpha, beta)]
+            levels, trends, smooth = stacked
+        columns = values.T
+        if n > 1:
+            misses = columns[1:] - (levels[:-1] + trends[:-1])
+            std = np.sqrt(_sequential_sum((misses * misses).T) / (n - 1))
+        else:
+            std = np.zeros(count)
+        levels_t, trends_t, smooth_t = levels.T, trends.T, smooth.T
+        ahead = steps_ahead[:, None]
+        by_trend = np.where(trends_t > 0, levels_t + trends_t * ahead, levels_t)
+        rise = np.diff(values, axis=1, prepend=values[:, :1])
+        by_slope = np.where(rise > 0, values + rise * ahead, values)
+        return cls(
+            by_predictor=(
+                np.where(by_trend > values, by_trend, values),
+                by_slope,
+                np.where(smooth_t > values, smooth_t, values),
+                values,
+            ),
+            levels=levels_t,
+            level=levels_t[:, -1].copy(),
+            trend=trends_t[:, -1].copy(),
+            residual_std=std,
+        )
 
-    def windows(self, moments: Sequence[float], horizon_seconds: float) -> list[tuple[float, float] | None]:
-        """At each moment a day ago: the mean over the ten minutes up to it and the peak over the
-        horizon after it (None where either side is empty)."""
-        stamps, values, sums = self.stamps, self.values, self.sums
-        found: list[tuple[float, float] | None] = []
-        for moment in moments:
-            anchor = moment - DAY
-            lo = bisect_left(stamps, anchor - 600)
-            mid = bisect_right(stamps, anchor, lo)
-            hi = bisect_right(stamps, anchor + horizon_seconds, mid)
-            found.append(None if lo >= mid or mid >= hi else ((sums[mid] - sums[lo]) / (mid - lo), max(values[mid:hi])))
-        return found
+
+def _recursion(values: Sequence[Number], alpha: float, beta: float) -> tuple[list[Number], list[Number], list[Number]]:
+    """Holt's level and trend, and the smoothed level, after each sample: for a series of floats, or
+    for many series at once as a sequence of arrays (one per sample), with the same operations."""
+    first = values[0]
+    level, smooth = first, first
+    trend = values[1] - first if len(values) > 1 else first - first
+    levels, trends, smooths = [level], [trend], [smooth]
+    keep, carry = 1 - alpha, 1 - beta
+    for value in values[1:]:
+        predicted = level + trend
+        new_level = alpha * value + keep * predicted
+        trend = beta * (new_level - level) + carry * trend
+        level = new_level
+        smooth = smooth + LEVEL_SMOOTHING * (value - smooth)
+        levels.append(level)
+        trends.append(trend)
+        smooths.append(smooth)
+    return levels, trends, smooths
 
 
-def _judge_seasonal(
-    yesterday: Yesterday,
+@dataclass(frozen=True, slots=True)
+class Backtest:
+    """What a predictor would have asked for at past samples, against the peaks that followed; a value per series."""
+
+    asked: Floats  # mean prediction plus margin: the capacity it would have asked for, on average
+    margin: Floats  # the quantile of its misses
+    spread: Floats  # the root mean square of its misses
+
+
+def backtest(
+    predicted: Floats,
+    ahead: Floats,
+    quantile_level: Floats,
+    falling: Flags,
+    now_falling: Flags,
+    judged: Flags | None = None,
+) -> Backtest:
+    """Misses of `predicted` against the peaks `ahead` at the samples `judged` (all by default), and the
+    margin: the q-quantile (the miss at index floor(q n) of the sorted misses) at past samples in the
+    same state as now (after a fall, or not), when there are enough of them.
+
+    Misses are not alike everywhere: after a fall the next peak is often a rebound, which a forecast
+    made there misses by more than one made while demand rises. Taking the margin from like samples
+    (a Mondrian, or class-conditional, conformal bound) keeps capacity through a dip that is likely
+    to come back, without adding that reserve where it is not needed."""
+    if judged is None:
+        judged = np.ones(predicted.shape, dtype=np.bool_)
+    misses = ahead - predicted
+    count = judged.sum(axis=1)
+    alike = judged & (falling == now_falling[:, None])
+    like = alike.sum(axis=1)
+    enough = like >= MIN_ALIKE
+    chosen = np.where(enough[:, None], alike, judged)
+    size = np.where(enough, like, count)
+    ordered = np.sort(np.where(chosen, misses, np.inf), axis=1)
+    index = np.minimum(size - 1, np.floor(quantile_level * size).astype(np.int64))
+    margin = ordered[np.arange(len(ordered)), np.maximum(index, 0)]
+    count = np.maximum(count, 1)  # a series with nothing judged is not asked about
+    asked = _sequential_sum(np.where(judged, predicted, 0.0)) / count + margin
+    spread = np.sqrt(_sequential_sum(np.where(judged, misses * misses, 0.0)) / count)
+    return Backtest(asked=asked, margin=margin, spread=spread)
+
+
+def _better(challenger: Floats, best: Floats) -> Flags:
+    """Where the challenger asks for less capacity than the best so far, beyond rounding."""
+    return challenger < best - 1e-9 * np.maximum(1.0, np.abs(best))
+
+
+def _forecast_group(
+    queries: Sequence[Query],
     *,
-    times: Sequence[float],
-    levels: Sequence[float],
-    chosen: Sequence[float],
-    ahead: Sequence[float],
-    falling: Sequence[bool],
-    now_falling: bool,
-    horizon_seconds: float,
-    q: float,
-) -> tuple[bool, Backtest | None]:
-    """Whether yesterday has earned a say, and the backtest of the chosen forecast raised to yesterday's.
+    times: Floats,
+    values: Floats,
+    step: Floats,
+    steps_ahead: Floats,
+    horizon_steps: int,
+) -> list[Forecast]:
+    """Forecasts for series of one length and horizon in steps."""
+    count, n = values.shape
+    run = _Paths.of(values, steps_ahead)
+    q = np.array([x.quantile_level for x in queries], dtype=np.float64)
+    last = n - 1 - horizon_steps
+    judged = range(max(1, last - BACKTEST + 1), last + 1)  # samples whose whole horizon has been seen
+    method = np.zeros(count, dtype=np.int64)
+    margin, spread = run.residual_std, run.residual_std  # until a horizon of history exists
+    now_falling = values[:, -1] < values[:, -2] if n > 1 else np.zeros(count, dtype=np.bool_)
+    window = slice(judged.start, judged.stop)
+    ahead: Floats = np.empty((count, 0))
+    falling: Flags = np.empty((count, 0), dtype=np.bool_)
+    if judged:
+        following = np.lib.stride_tricks.sliding_window_view(values[:, 1:], horizon_steps, axis=1)
+        ahead = following[:, window].max(axis=2)
+        falling = values[:, window] < values[:, judged.start - 1 : judged.stop - 1]
+        best = backtest(run.by_predictor[0][:, window], ahead, q, falling, now_falling)
+        margin, spread, asked = best.margin, best.spread, best.asked
+        for index in range(1, len(PREDICTORS)):
+            result = backtest(run.by_predictor[index][:, window], ahead, q, falling, now_falling)
+            better = _better(result.asked, asked)
+            method = np.where(better, index, method)
+            asked = np.where(better, result.asked, asked)
+            margin = np.where(better, result.margin, margin)
+            spread = np.where(better, result.spread, spread)
+    paths = np.stack(run.by_predictor)  # (predictor, series, sample)
+    rows = np.arange(count)
+    expected = paths[method, rows, -1]
+    seasonal = np.full(count, np.nan)
+    with_day = [i for i, x in enumerate(queries) if x.day_ago]
+    if with_day:
+        horizon = np.array([x.horizon_seconds for x in queries], dtype=np.float64)
+        chosen = paths[method, rows][:, window]
+        seasonal_margin = _seasonal(
+            [queries[i].day_ago for i in with_day],
+            rows=np.array(with_day, dtype=np.int64),
+            now=np.array([x.now for x in queries], dtype=np.float64),
+            horizon=horizon,
+            level=run.level,
+            judged_times=times[:, window],
+            judged_levels=run.levels[:, window],
+            chosen=chosen,
+            ahead=ahead,
+            falling=falling,
+            now_falling=now_falling,
+            q=q,
+            judged=bool(judged),
+        )
+        seasonal, use, combined_margin, combined_spread = seasonal_margin
+        expected = np.where(use, np.maximum(expected, seasonal), expected)
+        has_combined = use & ~np.isnan(combined_margin)
+        margin = np.where(has_combined, combined_margin, margin)
+        spread = np.where(has_combined, combined_spread, spread)
+        seasonal = np.where(use, seasonal, np.nan)
+    roughness = _roughness(values)
+    sigmas = np.array([x.margin_sigmas for x in queries], dtype=np.float64)
+    peak = np.maximum(values[:, -1], expected + sigmas * margin)
+    made = []
+    for r in range(count):
+        season = float(seasonal[r])
+        made.append(
+            Forecast(
+                peak=float(peak[r]),
+                level=float(run.level[r]),
+                trend_per_second=float(run.trend[r] / step[r]),
+                residual_std=float(spread[r]),
+                seasonal_peak=None if math.isnan(season) else season,
+                samples=n,
+                step_seconds=float(step[r]),
+                expected=float(expected[r]),
+                margin=float(peak[r] - expected[r]),
+                method=PREDICTORS[int(method[r])],
+                roughness=float(roughness[r]),
+            )
+        )
+    return made
 
-    It has if, over the recent samples, raising the chosen forecast to yesterday's would have asked
-    for no more capacity at the same coverage; and, until three recent samples have a yesterday to
-    be judged by, it has too (with no backtest).
+
+def _roughness(values: Floats) -> Floats:
+    """Root mean square of the changes from sample to sample, over the mean; 1 below three samples."""
+    count, n = values.shape
+    if n < 3:
+        return np.ones(count)
+    mean = _sequential_sum(values) / n
+    steps = np.diff(values, axis=1)
+    spread = np.sqrt(_sequential_sum(steps * steps) / (n - 1))
+    rough: Floats = spread / np.maximum(mean, 1e-9)
+    return rough
+
+
+# -- yesterday ------------------------------------------------------------------------------------------------------
+
+
+def _seasonal(
+    day_ago: Sequence[Sequence[tuple[float, float]]],
+    *,
+    rows: Ints,
+    now: Floats,
+    horizon: Floats,
+    level: Floats,
+    judged_times: Floats,
+    judged_levels: Floats,
+    chosen: Floats,
+    ahead: Floats,
+    falling: Flags,
+    now_falling: Flags,
+    q: Floats,
+    judged: bool,
+) -> tuple[Floats, Flags, Floats, Floats]:
+    """Yesterday's say for every series of a group (NaN or False where it has none).
+
+    Returns yesterday's peak over the horizon scaled by how today compares with yesterday, whether it
+    has earned a say, and the margin and spread of the chosen forecast raised to yesterday's (NaN
+    where no backtest judged it). It has earned a say if, over the recent samples, raising the
+    chosen forecast to yesterday's would have asked for no more capacity at the same coverage; and,
+    until three recent samples have a yesterday to be judged by, it has too.
     """
-    alone: list[float] = []  # the chosen forecast, and raised to yesterday's, at each judged sample
-    raised: list[float] = []
-    peaks: list[float] = []
-    fell: list[bool] = []
-    for found, lvl, c, a, f in zip(
-        yesterday.windows(times, horizon_seconds), levels, chosen, ahead, falling, strict=True
-    ):
-        if found is None or found[0] <= 0:
-            continue
-        base, peak = found
-        ratio = lvl / base
-        s = peak * (4.0 if ratio > 4.0 else 0.25 if ratio < 0.25 else ratio)
-        alone.append(c)
-        raised.append(s if s > c else c)
-        peaks.append(a)
-        fell.append(f)
-    if len(peaks) < 3:
-        return True, None
-    unraised = backtest(alone, peaks, q, fell, now_falling)
-    combined = backtest(raised, peaks, q, fell, now_falling)
-    return combined.asked <= unraised.asked + 1e-9 * max(1.0, abs(unraised.asked)), combined
+    count = len(now)
+    seasonal = np.full(count, np.nan)
+    use = np.zeros(count, dtype=np.bool_)
+    margin = np.full(count, np.nan)
+    spread = np.full(count, np.nan)
+    stamps, values, lengths = _stack(day_ago)
+    stamps, values, lengths = _compact(stamps, values, np.isfinite(values) & _filled(lengths, stamps.shape[1]))
+    _in_time_order(stamps, values, lengths)
+    for members, grid in _by_grid(stamps, lengths):
+        at = rows[members]
+        width = len(grid)
+        days = _Yesterday(grid, values[members, :width])
+        base, peak, ok = days.windows(now[at, None], horizon[at])
+        ok = ok[:, 0] & (base[:, 0] > 0)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            seasonal[at] = np.where(ok, peak[:, 0] * np.clip(level[at] / base[:, 0], 0.25, 4.0), np.nan)
+        include = ok.copy()
+        if judged:
+            base, peak, found = days.windows(judged_times[at], horizon[at])
+            found &= base > 0
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                scaled = peak * np.clip(judged_levels[at] / base, 0.25, 4.0)
+            alone = chosen[at]
+            raised = np.where(found & (scaled > alone), scaled, alone)
+            enough = found.sum(axis=1) >= 3
+            args = (ahead[at], q[at], falling[at], now_falling[at], found)
+            unraised = backtest(alone, *args)
+            combined = backtest(raised, *args)
+            earned = combined.asked <= unraised.asked + 1e-9 * np.maximum(1.0, np.abs(unraised.asked))
+            include &= ~enough | earned
+            margin[at] = np.where(enough, combined.margin, np.nan)
+            spread[at] = np.where(enough, combined.spread, np.nan)
+        use[at] = include
+    return seasonal, use, margin, spread
 
 
-def _seasonal_peak(yesterday: Yesterday, *, now: float, horizon_seconds: float, level: float) -> float | None:
-    """Yesterday's peak over the same horizon, scaled by how today compares with yesterday."""
-    found = yesterday.windows([now], horizon_seconds)[0]
-    if found is None or found[0] <= 0:
-        return None
-    base, peak = found
-    return peak * min(4.0, max(0.25, level / base))
+def _in_time_order(stamps: Floats, values: Floats, lengths: Ints) -> None:
+    """Sorts, in place, the rows whose samples are out of time order (by time, then value)."""
+    if stamps.shape[1] < 2:
+        return
+    backwards = (stamps[:, 1:] < stamps[:, :-1]) & _filled(lengths - 1, stamps.shape[1] - 1)
+    for r in np.flatnonzero(backwards.any(axis=1)).tolist():
+        n = int(lengths[r])
+        order = np.lexsort((values[r, :n], stamps[r, :n]))
+        stamps[r, :n] = stamps[r, order]
+        values[r, :n] = values[r, order]
+
+
+def _by_grid(stamps: Floats, lengths: Ints) -> list[tuple[Ints, Floats]]:
+    """Rows grouped by their sample times, each group with its times."""
+    groups: dict[bytes, tuple[list[int], Floats]] = {}
+    for r, n in enumerate(lengths.tolist()):
+        grid = stamps[r, :n]
+        groups.setdefault(grid.tobytes(), ([], grid))[0].append(r)
+    return [(np.array(members, dtype=np.int64), grid) for members, grid in groups.values()]
+
+
+@dataclass(frozen=True, slots=True)
+class _Yesterday:
+    """Yesterday's samples for series that share their sample times, with prefix sums for window means."""
+
+    stamps: Floats  # in time order
+    values: Floats  # (series, samples)
+
+    def windows(self, moments: Floats, horizon: Floats) -> tuple[Floats, Floats, Flags]:
+        """At each moment a day ago (series, moments): the mean over the ten minutes up to it, the
+        peak over the horizon after it, and whether both sides have samples."""
+        anchor = moments - DAY
+        lo = np.searchsorted(self.stamps, anchor - YESTERDAY_LEVEL_SECONDS, side="left")
+        mid = np.searchsorted(self.stamps, anchor, side="right")
+        hi = np.searchsorted(self.stamps, anchor + horizon[:, None], side="right")
+        ok = (lo < mid) & (mid < hi)
+        count, width = self.values.shape
+        sums = np.zeros((count, width + 1))
+        np.cumsum(self.values, axis=1, out=sums[:, 1:])
+        series = np.arange(count)[:, None]
+        base = (sums[series, mid] - sums[series, lo]) / np.maximum(mid - lo, 1)
+        peak = np.full(mid.shape, -np.inf)
+        span = int((hi - mid)[ok].max()) if ok.any() else 0
+        for k in range(span):
+            at = mid + k
+            inside = ok & (at < hi)
+            np.maximum(peak, np.where(inside, self.values[series, np.minimum(at, width - 1)], -np.inf), out=peak)
+        return base, peak, ok

@@ -13,21 +13,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from itertools import pairwise
+from dataclasses import dataclass
+
+import numpy as np
 
 from accord.agents.base import (
     Agent,
-    Candidate,
+    Board,
     EvidenceRequest,
+    Explanation,
     Prediction,
-    Proposal,
     QueryKind,
+    Scores,
     Situation,
     clamp,
     freshness,
 )
-from accord.agents.forecast import DAY, forecast_peak
-from accord.metrics.evidence import Evidence, EvidenceSet
+from accord.agents.forecast import DAY, Forecast, Query, forecast_peaks
+from accord.metrics.evidence import EvidenceSet
 from accord.models.agent import AgentType
 from accord.models.settings import PerformanceSettings
 
@@ -39,6 +42,7 @@ OVERLOAD_STEEPNESS = 6.0
 MIN_SAMPLES = 10
 # How far above the target the forecast's upper bound may take utilisation: 15% (0.7 -> 0.805).
 UPPER_ALLOWANCE = 0.15
+USED = frozenset({"demand", "demand_day_ago", "latency"})
 
 
 class PerformanceAgent(Agent[PerformanceSettings]):
@@ -46,7 +50,8 @@ class PerformanceAgent(Agent[PerformanceSettings]):
 
     def __init__(self, name: str, settings: PerformanceSettings) -> None:
         super().__init__(name, settings)
-        self._last: tuple[tuple[object, ...], tuple[int, str, float] | None] | None = None
+        # The last batch's needs by situation, with the inputs they were made from.
+        self._recent: dict[int, tuple[tuple[object, ...], Need | None]] = {}
 
     def evidence_needed(self) -> tuple[EvidenceRequest, ...]:
         s = self.settings
@@ -80,119 +85,139 @@ class PerformanceAgent(Agent[PerformanceSettings]):
 
     def needed_replicas(self, situation: Situation, evidence: EvidenceSet) -> tuple[int, str, float] | None:
         """Replicas needed, the reason and the expected demand peak; None without data."""
-        demand = evidence.get("demand")
-        if demand is None or not demand.series:
-            return None
-        day_ago = evidence.get("demand_day_ago")
-        latency = evidence.get("latency")
-        # The engine asks for wishes, then for a proposal, with the same inputs: forecast once.
-        key = (situation, demand, day_ago, latency)
-        last = self._last
-        if last is not None and all(a is b for a, b in zip(last[0], key, strict=True)):
-            return last[1]
-        found = self._needed(situation, demand, day_ago, latency)
-        self._last = (key, found)
+        need = self.needs([situation], [evidence])[0]
+        return None if need is None else (need.replicas, need.reason(self.settings), need.forecast.expected)
+
+    def needs(self, situations: Sequence[Situation], evidence: Sequence[EvidenceSet]) -> list[Need | None]:
+        """What each workload needs, its demand forecast in one batch for all of them."""
+        s = self.settings
+        keys = [
+            (sit, ev.get("demand"), ev.get("demand_day_ago"), ev.get("latency"))
+            for sit, ev in zip(situations, evidence, strict=True)
+        ]
+        # The engine asks for wishes, then for proposals, with the same inputs: forecast once.
+        found: list[Need | None] = []
+        missing: list[int] = []
+        for i, key in enumerate(keys):
+            hit = self._recent.get(id(key[0]))
+            if hit is not None and all(a is b for a, b in zip(hit[0], key, strict=True)):
+                found.append(hit[1])
+            else:
+                found.append(None)
+                if key[1] is not None and key[1].series:
+                    missing.append(i)
+        queries = []
+        for i in missing:
+            sit, demand, day_ago, _ = keys[i]
+            assert demand is not None
+            queries.append(
+                Query(
+                    demand.series,
+                    sit.now,
+                    self.horizon(sit.interval_seconds),
+                    day_ago.series if day_ago is not None and s.seasonality else (),
+                )
+            )
+        per_pod = s.capacity_per_pod * s.target_utilisation
+        most = s.capacity_per_pod * (s.target_utilisation * (1.0 + UPPER_ALLOWANCE))
+        for i, fc in zip(missing, forecast_peaks(queries), strict=True):
+            if fc is None:
+                continue
+            sit, latency = keys[i][0], keys[i][3]
+            needed = max(math.ceil(fc.expected / per_pod - 1e-9), math.ceil(fc.peak / most - 1e-9))
+            by_latency = None
+            target = s.latency_target_seconds
+            observed = latency.value if latency is not None else None
+            if target and observed is not None and observed > target and sit.ready_replicas > 0:
+                by_latency = (observed, math.ceil(sit.ready_replicas * observed / target))
+            found[i] = Need(needed, fc, self.horizon(sit.interval_seconds), by_latency)
+        self._recent = {id(key[0]): (key, need) for key, need in zip(keys, found, strict=True)}
         return found
 
-    def _needed(
-        self, situation: Situation, demand: Evidence, day_ago: Evidence | None, latency: Evidence | None
-    ) -> tuple[int, str, float] | None:
+    def wishes_many(self, situations: Sequence[Situation], evidence: Sequence[EvidenceSet]) -> list[tuple[int, ...]]:
+        return [() if n is None else (n.replicas,) for n in self.needs(situations, evidence)]
+
+    def propose_many(self, situations: Sequence[Situation], board: Board, evidence: Sequence[EvidenceSet]) -> Scores:
         s = self.settings
-        horizon = self.horizon(situation.interval_seconds)
-        fc = forecast_peak(
-            demand.series,
-            now=situation.now,
-            horizon_seconds=horizon,
-            day_ago=day_ago.series if day_ago is not None and s.seasonality else (),
-        )
-        if fc is None:
-            return None
-        per_pod = s.capacity_per_pod * s.target_utilisation
-        ceiling = s.target_utilisation * (1.0 + UPPER_ALLOWANCE)
-        needed = max(
-            math.ceil(fc.expected / per_pod - 1e-9),
-            math.ceil(fc.peak / (s.capacity_per_pod * ceiling) - 1e-9),
-        )
-        why = (
-            f"demand {fc.level:.1f}/s (trend {fc.trend_per_second * 60:+.1f}/s per min"
-            + (f", yesterday's peak {fc.seasonal_peak:.1f}/s" if fc.seasonal_peak is not None else "")
-            + f") forecast to peak at {fc.expected:.1f}/s within {horizon:.0f}s ({fc.method}), "
-            f"at most {fc.peak:.1f}/s; {needed} pods keep utilisation at or below "
-            f"{s.target_utilisation:.0%} at the expected peak and {ceiling:.1%} at the most"
-        )
-        target = s.latency_target_seconds
-        observed = latency.value if latency is not None else None
-        if target and observed is not None and observed > target and situation.ready_replicas > 0:
-            by_latency = math.ceil(situation.ready_replicas * observed / target)
-            if by_latency > needed:
-                needed = by_latency
-                why += f"; latency {observed * 1000:.0f}ms is above its {target * 1000:.0f}ms target: {needed} pods"
-
-        return needed, why, fc.expected
-
-    def wishes(self, situation: Situation, evidence: EvidenceSet) -> tuple[int, ...]:
-        found = self.needed_replicas(situation, evidence)
-        return () if found is None else (found[0],)
-
-    def propose(self, situation: Situation, candidates: Sequence[Candidate], evidence: EvidenceSet) -> Proposal:
-        s = self.settings
-        demand = evidence.get("demand")
-        used: list[Evidence] = [e for k, e in evidence.items() if k in {"demand", "demand_day_ago", "latency"}]
-        found = self.needed_replicas(situation, evidence)
-        if found is None or demand is None:
-            return self._proposal(
-                utilities=dict.fromkeys(candidates, 1.0),
-                vetoes={},
-                confidence=0.0,
-                rationale="no demand metrics: cannot tell how many pods are needed",
-                evidence=used,
-                current=situation.current,
-                metrics_missing=True,
-            )
-        needed, why, demand_peak = found
+        needs = self.needs(situations, evidence)
+        count = len(situations)
+        known = np.array([n is not None for n in needs], dtype=np.bool_)
+        needed = np.array([0 if n is None else n.replicas for n in needs], dtype=np.int64)
         # When no candidate serves the demand, the most pods on the table are the best there is, and
         # the rest are scored against them: a need beyond reach must pull toward capacity, not leave
         # every candidate scored near zero for the other agents to decide between.
-        most = max((c.replicas for c in candidates), default=needed)
-        if most < needed:
-            why += f"; at most {most} pods can be asked for now: the most on the table is the best there is"
-        reachable = min(needed, most)
-        utilities = {c: self._utility(c.replicas, reachable) for c in candidates}
-        fc_noise = self._noise(demand)
-        confidence = (
-            freshness(demand.age(situation.now), s.stale_after_seconds)
-            * clamp(demand.samples / MIN_SAMPLES)
-            * (0.5 + 0.5 / (1.0 + fc_noise))
-        )
-        return self._proposal(
+        lowest = np.iinfo(np.int64).min
+        most = np.where(board.valid, board.replicas, lowest).max(axis=1, initial=lowest)
+        most = np.where(board.counts > 0, most, needed)
+        reachable = np.minimum(needed, most)[:, None]
+        replicas = board.replicas
+        overloaded = np.exp(-OVERLOAD_STEEPNESS * (reachable / np.maximum(replicas, 1) - 1.0))
+        utilities = np.where((reachable <= 0) | (replicas >= reachable), 1.0, np.where(replicas <= 0, 0.0, overloaded))
+        utilities = np.where(board.valid & known[:, None], utilities, np.where(board.valid, 1.0, np.nan))
+        confidence = np.zeros(count)
+        for i, (sit, ev, need) in enumerate(zip(situations, evidence, needs, strict=True)):
+            demand = ev.get("demand")
+            if need is not None and demand is not None:
+                confidence[i] = clamp(
+                    freshness(demand.age(sit.now), s.stale_after_seconds)
+                    * clamp(demand.samples / MIN_SAMPLES)
+                    * (0.5 + 0.5 / (1.0 + need.forecast.roughness))
+                )
+
+        def explain(row: int) -> Explanation:
+            used = tuple(e for k, e in evidence[row].items() if k in USED)
+            need = needs[row]
+            if need is None:
+                return Explanation("no demand metrics: cannot tell how many pods are needed", used)
+            why = need.reason(s)
+            top = int(most[row])
+            if top < need.replicas:
+                why += f"; at most {top} pods can be asked for now: the most on the table is the best there is"
+            return Explanation(why, used, Prediction("demand_peak", need.forecast.expected, need.horizon))
+
+        return Scores(
             utilities=utilities,
-            vetoes={},
+            vetoed=np.zeros(board.replicas.shape, dtype=np.bool_),
             confidence=confidence,
-            rationale=why,
-            evidence=used,
-            current=situation.current,
-            prediction=Prediction(
-                quantity="demand_peak",
-                value=demand_peak,
-                horizon_seconds=self.horizon(situation.interval_seconds),
-            ),
+            explain=explain,
+            why=_no_veto,
+            metrics_missing=~known,
+            dropped=[None] * count,
         )
 
-    def _utility(self, replicas: int, needed: int) -> float:
-        """1 at or above the replicas needed; falls steeply with the overload below it."""
-        if needed <= 0 or replicas >= needed:
-            return 1.0
-        if replicas <= 0:
-            return 0.0
-        overload = needed / replicas - 1.0
-        return math.exp(-OVERLOAD_STEEPNESS * overload)
 
-    @staticmethod
-    def _noise(demand: Evidence) -> float:
-        values = [v for _, v in demand.series]
-        if len(values) < 3:
-            return 1.0
-        mean = sum(values) / len(values)
-        diffs = [b - a for a, b in pairwise(values)]
-        spread = math.sqrt(sum(d * d for d in diffs) / len(diffs))
-        return spread / max(mean, 1e-9)
+@dataclass(frozen=True, slots=True)
+class Need:
+    """The replicas a workload needs, the forecast they rest on over its horizon, and the latency
+    (observed, replicas it asks for) when that asks for more than the forecast."""
+
+    forecast_replicas: int
+    forecast: Forecast
+    horizon: float
+    latency: tuple[float, int] | None = None
+
+    @property
+    def replicas(self) -> int:
+        if self.latency is not None and self.latency[1] > self.forecast_replicas:
+            return self.latency[1]
+        return self.forecast_replicas
+
+    def reason(self, s: PerformanceSettings) -> str:
+        fc = self.forecast
+        ceiling = s.target_utilisation * (1.0 + UPPER_ALLOWANCE)
+        why = (
+            f"demand {fc.level:.1f}/s (trend {fc.trend_per_second * 60:+.1f}/s per min"
+            + (f", yesterday's peak {fc.seasonal_peak:.1f}/s" if fc.seasonal_peak is not None else "")
+            + f") forecast to peak at {fc.expected:.1f}/s within {self.horizon:.0f}s ({fc.method}), "
+            f"at most {fc.peak:.1f}/s; {self.forecast_replicas} pods keep utilisation at or below "
+            f"{s.target_utilisation:.0%} at the expected peak and {ceiling:.1%} at the most"
+        )
+        if self.replicas != self.forecast_replicas and self.latency is not None:
+            observed, needed = self.latency
+            target = s.latency_target_seconds or 0.0
+            why += f"; latency {observed * 1000:.0f}ms is above its {target * 1000:.0f}ms target: {needed} pods"
+        return why
+
+
+def _no_veto(row: int, column: int) -> str:
+    return ""

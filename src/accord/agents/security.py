@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from accord.agents.base import Agent, Candidate, EvidenceRequest, Proposal, QueryKind, Situation, freshness
-from accord.metrics.evidence import Evidence, EvidenceSet
+import numpy as np
+
+from accord.agents.base import Agent, Board, EvidenceRequest, Explanation, QueryKind, Scores, Situation, freshness
+from accord.metrics.evidence import EvidenceSet
 from accord.models.agent import AgentType
 from accord.models.settings import SecuritySettings
 
@@ -52,42 +54,69 @@ class SecurityAgent(Agent[SecuritySettings]):
                 )
         return problems
 
-    def propose(self, situation: Situation, candidates: Sequence[Candidate], evidence: EvidenceSet) -> Proposal:
+    def propose_many(self, situations: Sequence[Situation], board: Board, evidence: Sequence[EvidenceSet]) -> Scores:
         s = self.settings
-        sensitive = s.sensitive_selector.matches(dict(situation.labels))
-        signal_evidence = evidence.get("security_signal")
-        signal = bool(signal_evidence is not None and signal_evidence.value is not None and signal_evidence.value > 0)
-        used: list[Evidence] = [signal_evidence] if signal_evidence is not None else []
-        if s.signal_query is None:
-            confidence = 1.0
-        elif signal_evidence is None or signal_evidence.value is None:
-            confidence = 0.5  # the signal is configured but unknown: assume quiet, say so
-        else:
-            confidence = max(0.5, freshness(signal_evidence.age(situation.now), SIGNAL_STALE_SECONDS))
-        pool_problems = {
-            pool: self.pool_problems(situation, pool, sensitive=sensitive, signal=signal)
-            for pool in {c.placement for c in candidates}
-        }
-        vetoes: dict[Candidate, str] = {}
-        utilities: dict[Candidate, float] = {}
-        for c in candidates:
-            reasons = list(pool_problems[c.placement])
-            if signal and c.replicas < s.min_replicas_during_signal:
-                reasons.append(f"security signal active: at least {s.min_replicas_during_signal} replicas are held")
-            if reasons:
-                vetoes[c] = "; ".join(reasons)
+        count = len(situations)
+        sensitive: list[bool] = []
+        signal: list[bool] = []
+        confidence = np.ones(count)
+        for i, (sit, ev) in enumerate(zip(situations, evidence, strict=True)):
+            sensitive.append(s.sensitive_selector.matches(dict(sit.labels)))
+            signal_evidence = ev.get("security_signal")
+            signal.append(
+                bool(signal_evidence is not None and signal_evidence.value is not None and signal_evidence.value > 0)
+            )
+            if s.signal_query is None:
+                continue
+            if signal_evidence is None or signal_evidence.value is None:
+                confidence[i] = 0.5  # the signal is configured but unknown: assume quiet, say so
             else:
-                utilities[c] = 1.0 if c.placement == situation.current.placement else 1.0 - MOVE_PENALTY
-        parts = [f"workload is {'sensitive' if sensitive else 'not sensitive'}"]
-        if s.signal_query is not None:
-            parts.append("security signal ACTIVE" if signal else "no security signal")
-        if vetoes:
-            parts.append(f"{len(vetoes)} of {len(candidates)} candidates vetoed")
-        return self._proposal(
+                confidence[i] = max(0.5, freshness(signal_evidence.age(sit.now), SIGNAL_STALE_SECONDS))
+        # Problems of each pool, the same for every workload alike in sensitivity, signal and the pool seen.
+        known: dict[tuple[str, int, bool, bool], list[str]] = {}
+
+        def problems(row: int, code: int) -> list[str]:
+            sit = situations[row]
+            pool = sit.pools.get(board.pools[code])
+            key = (board.pools[code], id(pool), sensitive[row], signal[row])
+            found = known.get(key)
+            if found is None:
+                found = known[key] = self.pool_problems(
+                    sit, board.pools[code], sensitive=sensitive[row], signal=signal[row]
+                )
+            return found
+
+        barred = np.zeros((count, len(board.pools)), dtype=np.bool_)
+        rows, columns = np.nonzero(board.valid)
+        for i, code in set(zip(rows.tolist(), board.pool[rows, columns].tolist(), strict=True)):
+            barred[i, code] = bool(problems(i, code))
+        flagged = np.array(signal, dtype=np.bool_).reshape(count)
+        floor = flagged[:, None] & (board.replicas < s.min_replicas_during_signal)
+        vetoed = board.valid & (board.by_pool(barred) | floor)
+        utilities = np.where(vetoed | ~board.valid, np.nan, np.where(board.same_pool, 1.0, 1.0 - MOVE_PENALTY))
+
+        def explain(row: int) -> Explanation:
+            parts = [f"workload is {'sensitive' if sensitive[row] else 'not sensitive'}"]
+            if s.signal_query is not None:
+                parts.append("security signal ACTIVE" if signal[row] else "no security signal")
+            vetoes = int(np.count_nonzero(vetoed[row]))
+            if vetoes:
+                parts.append(f"{vetoes} of {int(board.counts[row])} candidates vetoed")
+            signal_evidence = evidence[row].get("security_signal")
+            return Explanation("; ".join(parts), (signal_evidence,) if signal_evidence is not None else ())
+
+        def why(row: int, column: int) -> str:
+            reasons = list(problems(row, int(board.pool[row, column])))
+            if signal[row] and board.replicas[row, column] < s.min_replicas_during_signal:
+                reasons.append(f"security signal active: at least {s.min_replicas_during_signal} replicas are held")
+            return "; ".join(reasons)
+
+        return Scores(
             utilities=utilities,
-            vetoes=vetoes,
+            vetoed=vetoed,
             confidence=confidence,
-            rationale="; ".join(parts),
-            evidence=used,
-            current=situation.current,
+            explain=explain,
+            why=why,
+            metrics_missing=np.zeros(count, dtype=np.bool_),
+            dropped=[None] * count,
         )

@@ -1,38 +1,37 @@
 """The negotiation engine: proposals in, one typed outcome out (negotiation layer, pure).
 
-`negotiate` takes the policy, the workload's situation, the seated agents with the evidence
-the caller gathered for each, and the workload's history; it returns an `Outcome` that says what
-to do (or, explicitly, nothing), why, what each agent proposed and conceded, and whether a
-person must approve. It does no I/O and reads no clock: `situation.now` is the time.
+`negotiate_many` takes the policy, the seated agents, and many workloads (each with its situation,
+the evidence the caller gathered for each agent, and its history); it returns an `Outcome` per
+workload that says what to do (or, explicitly, nothing), why, what each agent proposed and
+conceded, and whether a person must approve. `negotiate` is the same for one workload. It does no
+I/O and reads no clock: `situation.now` is the time. The work is done on arrays over all the
+workloads at once; only the policy's rules run per workload.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from itertools import chain
 
-from accord.agents.base import Agent, Candidate, Proposal, Situation
+import numpy as np
+
+from accord.agents.base import Agent, Board, Candidate, Flags, Floats, Ints, Proposal, Scores, Situation
 from accord.metrics.evidence import EvidenceSet
 from accord.models.common import Model
 from accord.models.negotiation import Verdict
 from accord.models.policy import NegotiationPolicySpec, Protocol
 from accord.negotiation import candidates as candidates_mod
-from accord.negotiation.protocols import Round, Voter, agree
-from accord.negotiation.rules import (
-    Gate,
-    History,
-    gates_for_change,
-    missing_metrics_target,
-    nearest,
-    over_budget,
-    stabilize,
-)
+from accord.negotiation.protocols import Agreements, Ballot, Round, agree_board
+from accord.negotiation.rules import Gate, History, gates_for_change, missing_metrics_target, stabilize
 from accord.negotiation.trust import influence
 
 log = logging.getLogger(__name__)
+
+# Workloads negotiated together: enough that array work outweighs the per-call overhead, few enough
+# that a round's arrays stay in the processor's caches and its memory small.
+BATCH = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,23 +62,71 @@ class Concession:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    verdict: Verdict
-    current: Candidate
-    target: Candidate
-    agreed: Candidate | None
-    protocol: Protocol
-    reason: str
-    confidence: float
-    candidates: tuple[Candidate, ...]
-    proposals: tuple[Proposal, ...]
+class Case:
+    """One workload to negotiate: its situation, the evidence gathered for each agent, its history."""
+
+    situation: Situation
+    evidence: Mapping[str, EvidenceSet]
+    history: History = field(default_factory=History)
+
+
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """A negotiation over many workloads, as arrays: what an `Outcome` reads its details from."""
+
+    board: Board
     seats: tuple[Seat, ...]
-    rounds: tuple[Round, ...] = ()
-    concessions: tuple[Concession, ...] = ()
-    gates: tuple[Gate, ...] = ()
-    feasible: tuple[Candidate, ...] = ()
-    recommendation: int | None = None
-    vetoed: Mapping[Candidate, str] = field(default_factory=dict)
+    agents: tuple[Agent[Model], ...]
+    scores: tuple[Scores, ...]
+    over_budget: Flags
+    feasible: Flags
+    voting: Flags  # (seat, row)
+    agreements: Agreements
+    ideal_utility: Floats  # (seat, row): the best utility among the feasible candidates
+    agreed_utility: Floats  # (seat, row): the utility of the target
+    proposals: dict[int, tuple[Proposal, ...]] = field(default_factory=dict)
+
+
+class Outcome:
+    """One workload's decision: what to do (or, explicitly, nothing), why, and whether a person must
+    approve; and, read on demand, every candidate, what each agent proposed and conceded."""
+
+    __slots__ = (
+        "_round",
+        "_row",
+        "agreed",
+        "confidence",
+        "current",
+        "gates",
+        "protocol",
+        "reason",
+        "recommendation",
+        "target",
+        "verdict",
+    )
+
+    def __init__(
+        self,
+        *,
+        verdict: Verdict,
+        current: Candidate,
+        target: Candidate,
+        agreed: Candidate | None,
+        protocol: Protocol,
+        reason: str,
+        confidence: float,
+        gates: tuple[Gate, ...],
+        recommendation: int | None,
+        negotiation: _Round,
+        row: int,
+    ) -> None:
+        self.verdict, self.current, self.target, self.agreed = verdict, current, target, agreed
+        self.protocol, self.reason, self.confidence = protocol, reason, confidence
+        self.gates, self.recommendation = gates, recommendation
+        self._round, self._row = negotiation, row
+
+    def __repr__(self) -> str:
+        return f"Outcome({self.verdict.value} {self.current} -> {self.target}: {self.reason})"
 
     @property
     def changes(self) -> bool:
@@ -90,6 +137,55 @@ class Outcome:
         """True when the executor may apply the target without a person."""
         return self.verdict is Verdict.APPLY
 
+    @property
+    def candidates(self) -> tuple[Candidate, ...]:
+        return self._round.board.candidates(self._row)
+
+    @property
+    def seats(self) -> tuple[Seat, ...]:
+        return self._round.seats
+
+    @property
+    def feasible(self) -> tuple[Candidate, ...]:
+        ok = self._round.feasible[self._row].tolist()
+        return tuple(c for c, good in zip(self.candidates, ok, strict=False) if good)
+
+    @property
+    def vetoed(self) -> Mapping[Candidate, str]:
+        """Each vetoed candidate with the first reason: the budget's, then each agent's in seat order."""
+        r, row = self._round, self._row
+        candidates = self.candidates
+        found = {candidates[j]: "over the policy's budget" for j in np.flatnonzero(r.over_budget[row]).tolist()}
+        for k, seat in enumerate(r.seats):
+            if seat.may_veto and r.scores[k].dropped[row] is None:
+                for j in np.flatnonzero(r.scores[k].vetoed[row, : len(candidates)]).tolist():
+                    found.setdefault(candidates[j], f"{seat.name}: {r.scores[k].why(row, j)}")
+        return found
+
+    @property
+    def proposals(self) -> tuple[Proposal, ...]:
+        r, row = self._round, self._row
+        made = r.proposals.get(row)
+        if made is None:
+            made = tuple(s.proposal(a, r.board, row) for s, a in zip(r.scores, r.agents, strict=True))
+            r.proposals[row] = made
+        return made
+
+    @property
+    def rounds(self) -> tuple[Round, ...]:
+        return tuple(self._round.agreements.rounds[self._row])
+
+    @property
+    def concessions(self) -> tuple[Concession, ...]:
+        r, row = self._round, self._row
+        if not r.feasible[row].any():
+            return ()
+        return tuple(
+            Concession(seat.name, float(r.ideal_utility[k, row]), float(r.agreed_utility[k, row]))
+            for k, seat in enumerate(r.seats)
+            if r.voting[k, row]
+        )
+
 
 def negotiate(
     *,
@@ -98,138 +194,227 @@ def negotiate(
     agents: Sequence[tuple[Seat, Agent[Model]]],
     evidence: Mapping[str, EvidenceSet],
     history: History | None = None,
-    proposals: Mapping[str, Proposal] | None = None,
 ) -> Outcome:
-    """One round of negotiation for one workload.
+    """One round of negotiation for one workload (`negotiate_many` of one)."""
+    case = Case(situation, evidence, history or History())
+    return negotiate_many(policy=policy, cases=[case], agents=agents)[0]
 
-    `proposals` lets a caller supply proposals it obtained elsewhere (an external agent judged by
-    its own module); any agent without one is asked here.
+
+def negotiate_many(
+    *, policy: NegotiationPolicySpec, cases: Sequence[Case], agents: Sequence[tuple[Seat, Agent[Model]]]
+) -> list[Outcome]:
+    """One round of negotiation for many workloads under one policy, the same seated agents.
+
+    Every agent scores every workload's candidates at once; the protocol agrees on every row at
+    once; the policy's rules (stabilization, missing metrics, gates) then settle each workload.
+    Workloads are taken `BATCH` at a time, so that the arrays of a round stay small whatever the
+    number of workloads.
     """
-    history = history or History()
-    current = situation.current
-    wishes = [w for seat, agent in agents for w in agent.wishes(situation, evidence.get(seat.name, {}))]
-    all_candidates = candidates_mod.generate(
-        bounds=policy.bounds,
-        current=current,
-        placements=[p.name for p in policy.placements],
-        wishes=wishes,
-    )
-    budget_vetoes = (
-        {c: "over the policy's budget" for c in all_candidates if over_budget(c, policy.rules, situation.pools)}
-        if policy.rules.budget.max_cost_per_hour is not None
-        else {}
-    )
-    given = proposals or {}
-    made = tuple(
-        given.get(seat.name) or agent.propose(situation, all_candidates, evidence.get(seat.name, {}))
-        for seat, agent in agents
-    )
+    outcomes: list[Outcome] = []
+    for start in range(0, len(cases), BATCH):
+        outcomes.extend(_negotiate_batch(policy, cases[start : start + BATCH], agents))
+    return outcomes
+
+
+def _negotiate_batch(
+    policy: NegotiationPolicySpec, cases: Sequence[Case], agents: Sequence[tuple[Seat, Agent[Model]]]
+) -> list[Outcome]:
+    if not cases:
+        return []
+    situations = [c.situation for c in cases]
     seats = tuple(seat for seat, _ in agents)
-    vetoed: dict[Candidate, str] = dict(budget_vetoes)
-    for seat, proposal in zip(seats, made, strict=True):
-        if proposal.dropped is None and seat.may_veto:
-            for c, why in proposal.vetoes.items():
-                vetoed.setdefault(c, f"{seat.name}: {why}")
-    feasible = tuple(c for c in all_candidates if c not in vetoed)
-    make = partial(
-        Outcome,
-        current=current,
-        protocol=policy.protocol,
-        candidates=all_candidates,
-        proposals=made,
+    given = [[c.evidence.get(seat.name, {}) for c in cases] for seat in seats]
+    asked = [agent.wishes_many(situations, ev) for (_, agent), ev in zip(agents, given, strict=True)]
+    board = candidates_mod.board(
+        bounds=policy.bounds,
+        current=[s.current for s in situations],
+        placements=[p.name for p in policy.placements],
+        wishes=[tuple(chain.from_iterable(per_agent[i] for per_agent in asked)) for i in range(len(cases))],
+    )
+    scores = tuple(agent.propose_many(situations, board, ev) for (_, agent), ev in zip(agents, given, strict=True))
+    over_budget = _over_budget(policy, board, situations)
+    voting = np.array([[d is None for d in s.dropped] for s in scores], dtype=np.bool_).reshape(len(seats), len(cases))
+    vetoed = over_budget.copy()
+    for k, seat in enumerate(seats):
+        if seat.may_veto:
+            vetoed |= scores[k].vetoed & voting[k][:, None]
+    feasible = board.valid & ~vetoed
+    weights = np.array([s.effective_weight for s in seats], dtype=np.float64)
+    confidence = _confidence(weights, voting, scores)
+    utilities = (
+        np.stack([np.where(np.isnan(s.utilities), 0.0, s.utilities) for s in scores])
+        if scores
+        else np.zeros((0, *board.replicas.shape))
+    )
+    ballot = Ballot(
+        names=tuple(s.name for s in seats),
+        tiers=tuple(s.tier for s in seats),
+        weights=np.repeat(weights[:, None], len(cases), axis=1),
+        votes=voting,
+        utilities=utilities,
+    )
+    agreements = agree_board(policy.protocol, board, feasible, ballot, tolerance=policy.lexicographic_tolerance)
+    missing = (voting & np.array([s.metrics_missing for s in scores]).reshape(voting.shape)).any(axis=0)
+    rows = range(len(cases))
+    agreed_columns = agreements.columns.tolist()
+    settled: list[tuple[int, str, Gate | None]] = []
+    for i in rows:
+        column = agreed_columns[i]
+        current = situations[i].current
+        if column < 0:
+            settled.append((current.replicas, current.placement, None))
+        elif missing[i]:
+            replicas, gate = missing_metrics_target(policy.rules.missing_metrics, current.replicas)
+            settled.append((replicas, current.placement, gate))
+        else:
+            agreed = board.candidate(i, column)
+            replicas, cap = stabilize(
+                agreed=agreed.replicas,
+                current=current.replicas,
+                now=situations[i].now,
+                bounds=policy.bounds,
+                history=cases[i].history,
+            )
+            settled.append((replicas, agreed.placement, cap))
+    target_columns = _nearest(board, feasible, [r for r, _, _ in settled], [p for _, p, _ in settled])
+    at_target = utilities[:, np.arange(len(cases)), np.maximum(target_columns, 0)]
+    ideal = np.where(feasible[None], utilities, -np.inf).max(axis=2, initial=-np.inf)
+    negotiation = _Round(
+        board=board,
         seats=seats,
+        agents=tuple(agent for _, agent in agents),
+        scores=scores,
+        over_budget=over_budget,
         feasible=feasible,
-        vetoed=vetoed,
+        voting=voting,
+        agreements=agreements,
+        ideal_utility=ideal,
+        agreed_utility=at_target,
     )
-    voting = [(s, p) for s, p in zip(seats, made, strict=True) if p.dropped is None]
-    confidence = _confidence(voting)
-    if not feasible:
-        return make(
-            verdict=Verdict.IMPASSE,
-            target=current,
-            agreed=None,
-            reason=f"every one of {len(all_candidates)} candidates is vetoed; a person must resolve it",
-            confidence=confidence,
-        )
-    voters = [Voter(s.name, s.effective_weight, s.tier, p.utilities) for s, p in voting]
-    agreement = agree(policy.protocol, feasible, voters, current, tolerance=policy.lexicographic_tolerance)
-    agreed = agreement.candidate
-    gates: list[Gate] = []
-    missing = [p.agent for _, p in voting if p.metrics_missing]
-    if missing:
-        replicas, gate = missing_metrics_target(policy.rules.missing_metrics, current.replicas)
-        gates.append(gate)
-        target = nearest(feasible, replicas, current.placement)
-    else:
-        replicas, cap = stabilize(
-            agreed=agreed.replicas,
-            current=current.replicas,
-            now=situation.now,
-            bounds=policy.bounds,
-            history=history,
-        )
-        if cap is not None:
-            gates.append(cap)
-        target = nearest(feasible, replicas, agreed.placement)
-    concessions = tuple(
-        Concession(
-            agent=s.name,
-            ideal_utility=max([p.utilities.get(c, 0.0) for c in feasible]),
-            agreed_utility=p.utility(target),
-        )
-        for s, p in voting
-    )
-    if target != current:
-        gates.extend(
-            gates_for_change(
-                rules=policy.rules,
+    given_up = ideal - at_target
+    weighs_disagreement = policy.rules.require_approval.disagreement_above is not None
+    outcomes = []
+    for i in rows:
+        situation = situations[i]
+        current = situation.current
+        column = agreed_columns[i]
+        if column < 0:
+            outcomes.append(
+                Outcome(
+                    verdict=Verdict.IMPASSE,
+                    current=current,
+                    target=current,
+                    agreed=None,
+                    protocol=policy.protocol,
+                    reason=f"every one of {int(board.counts[i])} candidates is vetoed; a person must resolve it",
+                    confidence=float(confidence[i]),
+                    gates=(),
+                    recommendation=None,
+                    negotiation=negotiation,
+                    row=i,
+                )
+            )
+            continue
+        agreed = board.candidate(i, column)
+        target = board.candidate(i, int(target_columns[i]))
+        first = settled[i][2]
+        gates: list[Gate] = [first] if first is not None else []
+        if target != current:
+            gates.extend(
+                gates_for_change(
+                    rules=policy.rules,
+                    current=current,
+                    target=target,
+                    now=situation.now,
+                    confidence=float(confidence[i]),
+                    history=cases[i].history,
+                    pools=situation.pools,
+                    concessions={seat.name: float(given_up[k, i]) for k, seat in enumerate(seats) if voting[k, i]}
+                    if weighs_disagreement
+                    else {},
+                )
+            )
+        verdict, final, reason = _verdict(current, target, gates, agreements.notes[i])
+        outcomes.append(
+            Outcome(
+                verdict=verdict,
                 current=current,
-                target=target,
-                now=situation.now,
-                confidence=confidence,
-                history=history,
-                pools=situation.pools,
-                concessions={c.agent: c.given or 0.0 for c in concessions},
+                target=final,
+                agreed=agreed,
+                protocol=policy.protocol,
+                reason=reason,
+                confidence=float(confidence[i]),
+                gates=tuple(gates),
+                recommendation=None if missing[i] else agreed.replicas,
+                negotiation=negotiation,
+                row=i,
             )
         )
-    verdict, final, reason = _verdict(current, target, gates, agreement.note)
-    outcome = make(
-        verdict=verdict,
-        target=final,
-        agreed=agreed,
-        reason=reason,
-        confidence=confidence,
-        rounds=agreement.rounds,
-        concessions=concessions,
-        gates=tuple(gates),
-        recommendation=None if missing else agreed.replicas,
-    )
-    log.debug(
-        "negotiated %s/%s: %s %s -> %s (%s)",
-        situation.namespace,
-        situation.name,
-        verdict.value,
-        current,
-        final,
-        reason,
-    )
-    return outcome
+        log.debug(
+            "negotiated %s/%s: %s %s -> %s (%s)",
+            situation.namespace,
+            situation.name,
+            verdict.value,
+            current,
+            final,
+            reason,
+        )
+    return outcomes
 
 
-def _confidence(voting: Sequence[tuple[Seat, Proposal]]) -> float:
-    """Trust-weighted geometric mean of the agents' confidences.
+def _over_budget(policy: NegotiationPolicySpec, board: Board, situations: Sequence[Situation]) -> Flags:
+    """Cells whose spend (replicas times their pool's price, where the pool has one) is over the budget."""
+    limit = policy.rules.budget.max_cost_per_hour
+    if limit is None:
+        return np.zeros(board.replicas.shape, dtype=np.bool_)
+    prices = np.full((len(situations), len(board.pools)), np.nan)
+    for i, s in enumerate(situations):
+        for p, name in enumerate(board.pools):
+            pool = s.pools.get(name)
+            if pool is not None and pool.price_per_pod_hour is not None:
+                prices[i, p] = pool.price_per_pod_hour
+    spend = board.replicas * board.by_pool(prices)
+    over: Flags = board.valid & ~np.isnan(spend) & (spend > limit + 1e-9)
+    return over
+
+
+def _nearest(board: Board, feasible: Flags, replicas: Sequence[int], placements: Sequence[str]) -> Ints:
+    """`rules.nearest` on every row: the feasible cell closest to the count on the pool (any pool if
+    that one has none); -1 on rows with no feasible cell."""
+    code = {name: i for i, name in enumerate(board.pools)}
+    wanted = np.array([code.get(p, -1) for p in placements], dtype=np.int64)
+    same = feasible & (board.pool == wanted[:, None])
+    allowed = np.where(same.any(axis=1)[:, None], same, feasible)
+    distance = np.abs(board.replicas - np.array(replicas, dtype=np.int64)[:, None])
+    big = np.iinfo(np.int64).max
+    distance = np.where(allowed, distance, big)
+    allowed &= distance == distance.min(axis=1, initial=big)[:, None]
+    columns = np.argmin(np.where(allowed, board.replicas, big), axis=1)
+    return np.where(feasible.any(axis=1), columns, -1)
+
+
+def _confidence(weights: Floats, voting: Flags, scores: Sequence[Scores]) -> Floats:
+    """Trust-weighted geometric mean of the agents' confidences, per row.
 
     Geometric, not arithmetic: one heavily weighted agent that is unsure (the performance agent on
     its first sample) must be able to hold a decision that three sure but indifferent agents would
     otherwise carry. Agents whose metrics are missing are handled by the missing-metrics rule.
     """
-    counted = [(s.effective_weight, p.confidence) for s, p in voting if not p.metrics_missing]
-    total = sum(w for w, _ in counted)
-    if total <= 0:
-        return 1.0 if not counted else 0.0
-    if any(c <= 0 and w > 0 for w, c in counted):
-        return 0.0
-    return math.exp(sum(w * math.log(c) for w, c in counted if w > 0) / total)
+    rows = voting.shape[1]
+    total = np.zeros(rows)
+    logs = np.zeros(rows)
+    counted_any = np.zeros(rows, dtype=np.bool_)
+    zero = np.zeros(rows, dtype=np.bool_)
+    for k, s in enumerate(scores):
+        counted = voting[k] & ~s.metrics_missing
+        w = weights[k]
+        counted_any |= counted
+        total += np.where(counted, w, 0.0)
+        if w > 0:
+            zero |= counted & (s.confidence <= 0)
+            logs += np.where(counted & (s.confidence > 0), w * np.log(np.maximum(s.confidence, 1e-300)), 0.0)
+    mean = np.exp(logs / np.where(total > 0, total, 1.0))
+    return np.where(total <= 0, np.where(counted_any, 0.0, 1.0), np.where(zero, 0.0, mean))
 
 
 def _verdict(current: Candidate, target: Candidate, gates: Sequence[Gate], note: str) -> tuple[Verdict, Candidate, str]:

@@ -4,15 +4,19 @@ Each protocol picks one candidate from the feasible set (vetoes already removed)
 voting agent's utilities and effective weight (weight times trust). Ties are always broken the
 same way: the larger sum of utilities, staying on the current pool, the smaller change, fewer
 replicas. With identical agents every protocol therefore picks the same candidate.
+
+Protocols run over a whole board of workloads at once (`agree_board`, on arrays); `agree` is the
+same for one workload's candidates.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from accord.agents.base import Candidate
+import numpy as np
+
+from accord.agents.base import Board, Candidate, Flags, Floats, Ints
 from accord.models.policy import Protocol
 
 NASH_EPSILON = 0.01
@@ -52,48 +56,85 @@ class Agreement:
     note: str = ""
 
 
-def tiebreak(candidate: Candidate, voters: Sequence[Voter], current: Candidate) -> tuple[float, int, int, int]:
-    return (
-        sum(v.u(candidate) for v in voters),
-        int(candidate.placement == current.placement),
-        -abs(candidate.replicas - current.replicas),
-        -candidate.replicas,
-    )
+@dataclass(frozen=True, slots=True)
+class Ballot:
+    """Every voter's say on every row of a board, voters in their order at the table.
+
+    `votes[k, i]` says whether voter k has a say on row i (an agent whose proposal was dropped has
+    none); `utilities[k, i, j]` is 0 where the voter gives no utility.
+    """
+
+    names: tuple[str, ...]
+    tiers: tuple[int, ...]
+    weights: Floats  # (voter, row)
+    votes: Flags  # (voter, row)
+    utilities: Floats  # (voter, row, column)
+
+    @classmethod
+    def of_voters(cls, board: Board, voters: Sequence[Voter]) -> Ballot:
+        """The voters of a one-row board."""
+        candidates = board.candidates(0)
+        return cls(
+            names=tuple(v.name for v in voters),
+            tiers=tuple(v.tier for v in voters),
+            weights=np.array([[v.weight] for v in voters], dtype=np.float64).reshape(len(voters), 1),
+            votes=np.ones((len(voters), 1), dtype=np.bool_),
+            utilities=np.array(
+                [[[v.u(c) for c in candidates] + [0.0] * (board.replicas.shape[1] - len(candidates))] for v in voters],
+                dtype=np.float64,
+            ).reshape(len(voters), 1, board.replicas.shape[1]),
+        )
+
+    def weighted_sum(self, voters: Sequence[int] | None = None) -> Floats:
+        """Sum of weight times utility over the voters with a say, added voter by voter in order."""
+        total = np.zeros(self.utilities.shape[1:])
+        for k in range(len(self.names)) if voters is None else voters:
+            total += np.where(self.votes[k][:, None], self.weights[k][:, None] * self.utilities[k], 0.0)
+        return total
+
+    def totals(self) -> Floats:
+        """Sum of utilities over the voters with a say (the first tie-break)."""
+        total = np.zeros(self.utilities.shape[1:])
+        for k in range(len(self.names)):
+            total += np.where(self.votes[k][:, None], self.utilities[k], 0.0)
+        return total
+
+    def voter(self, k: int, board: Board, row: int, allowed: Flags) -> Voter:
+        """Voter k on one row, its utilities over the allowed cells as a mapping."""
+        columns = np.flatnonzero(allowed[row]).tolist()
+        candidates = board.candidates(row)
+        values = self.utilities[k, row]
+        return Voter(
+            self.names[k],
+            float(self.weights[k, row]),
+            self.tiers[k],
+            {candidates[j]: float(values[j]) for j in columns},
+        )
 
 
-def _argmax(
-    feasible: Sequence[Candidate],
-    voters: Sequence[Voter],
-    current: Candidate,
-    score: Callable[[Candidate], float],
-) -> Candidate:
-    """The first candidate of highest (score, *tiebreak), as `max` over `feasible` with that key."""
-    return _pick(feasible, _rows(feasible, voters), current, [score(c) for c in feasible])
+@dataclass(frozen=True, slots=True)
+class Agreements:
+    """The agreed column of every row, with each row's concession rounds and note."""
+
+    columns: Ints
+    rounds: Sequence[tuple[Round, ...]]
+    notes: Sequence[str]
+
+    def agreement(self, board: Board, row: int) -> Agreement:
+        return Agreement(board.candidates(row)[int(self.columns[row])], tuple(self.rounds[row]), self.notes[row])
 
 
-def _rows(feasible: Sequence[Candidate], voters: Sequence[Voter]) -> list[list[float]]:
-    """Each voter's utility of each feasible candidate, looked up once for every score that needs it."""
-    return [[v.utilities.get(c, 0.0) for c in feasible] for v in voters]
+def pick(board: Board, allowed: Flags, ballot: Ballot, scores: Floats) -> Ints:
+    """Each row's allowed column of highest (score, sum of utilities, then `Board.first_by_tiebreak`)."""
+    masked = np.where(allowed, scores, -np.inf)
+    ties = allowed & (masked == masked.max(axis=1, initial=-np.inf)[:, None])
+    totals = np.where(ties, ballot.totals(), -np.inf)
+    ties &= totals == totals.max(axis=1, initial=-np.inf)[:, None]
+    return np.where(allowed.any(axis=1), board.first_by_tiebreak(ties), -1)
 
 
-def _pick(
-    feasible: Sequence[Candidate], rows: Sequence[Sequence[float]], current: Candidate, scores: Sequence[float]
-) -> Candidate:
-    """`_argmax` over precomputed scores: the key is built from plain lists, as this is the inner loop
-    of every round."""
-    n = len(feasible)
-    # Summed voter by voter, in voter order: the same floating-point sum as `tiebreak`'s.
-    totals = [sum(column) for column in zip(*rows, strict=True)] if rows else [0] * n
-    pool, replicas = current.placement, current.replicas
-    keys = [
-        (scores[j], totals[j], int(c.placement == pool), -abs(c.replicas - replicas), -c.replicas)
-        for j, c in enumerate(feasible)
-    ]
-    return feasible[max(range(n), key=keys.__getitem__)]
-
-
-def nash(feasible: Sequence[Candidate], voters: Sequence[Voter], current: Candidate) -> Agreement:
-    """Maximise the weighted product of the agents' utilities (Nash bargaining, disagreement at 0).
+def nash_scores(ballot: Ballot) -> Floats:
+    """The log of the weighted product of the agents' utilities (Nash bargaining, disagreement at 0).
 
     The disagreement point is utility 0 for everyone, not the status quo: with the status quo,
     any agent that prefers inaction (cost, against a needed scale-up) could block every change.
@@ -102,39 +143,92 @@ def nash(feasible: Sequence[Candidate], voters: Sequence[Voter], current: Candid
     [0, 1] scale, so a mild preference stays mild. Logs keep the product stable; NASH_EPSILON
     keeps a zero utility finite.
     """
+    total = np.zeros(ballot.utilities.shape[1:])
+    for k in range(len(ballot.names)):
+        term = ballot.weights[k][:, None] * np.log(np.maximum(ballot.utilities[k], 0.0) + NASH_EPSILON)
+        total += np.where(ballot.votes[k][:, None], term, 0.0)
+    return total
 
-    rows = _rows(feasible, voters)
-    log = math.log
-    # Per voter, then summed over voters in voter order: the same floating-point sum as a sum per candidate.
-    terms = [[v.weight * log(u + NASH_EPSILON) for u in row] for v, row in zip(voters, rows, strict=True)]
-    scores = [sum(column) for column in zip(*terms, strict=True)] if terms else [0] * len(feasible)
-    return Agreement(_pick(feasible, rows, current, scores))
+
+def lexicographic(board: Board, feasible: Flags, ballot: Ballot, *, tolerance: float) -> tuple[Ints, list[str]]:
+    """Tier by tier, keep the candidates within `tolerance` of the tier's best weighted-mean utility."""
+    remaining = feasible.copy()
+    notes: list[list[str]] = [[] for _ in range(len(board))]
+    for tier in sorted(set(ballot.tiers)):
+        members = [k for k, t in enumerate(ballot.tiers) if t == tier]
+        total = np.zeros(len(board))
+        for k in members:
+            total += np.where(ballot.votes[k], ballot.weights[k], 0.0)
+        active = total > 0
+        score = ballot.weighted_sum(members) / np.where(active, total, 1.0)[:, None]
+        masked = np.where(remaining, score, -np.inf)
+        best = masked.max(axis=1, initial=-np.inf)
+        remaining = np.where(active[:, None], remaining & (score >= best[:, None] - tolerance - 1e-12), remaining)
+        kept = remaining.sum(axis=1)
+        for row in np.flatnonzero(active).tolist():
+            names = ", ".join(ballot.names[k] for k in members if ballot.votes[k, row])
+            notes[row].append(f"tier {tier} ({names}) kept {int(kept[row])}")
+    return pick(board, remaining, ballot, ballot.weighted_sum()), ["; ".join(n) for n in notes]
+
+
+def agree_board(
+    protocol: Protocol, board: Board, feasible: Flags, ballot: Ballot, *, tolerance: float = 0.05
+) -> Agreements:
+    """The agreement on every row with a feasible candidate (-1 on the others)."""
+    count = len(board)
+    rounds: list[tuple[Round, ...]] = [()] * count
+    notes = [""] * count
+    anyone = ballot.votes.any(axis=0) if len(ballot.names) else np.zeros(count, dtype=np.bool_)
+    if protocol is Protocol.NASH:
+        columns = pick(board, feasible, ballot, nash_scores(ballot))
+    elif protocol is Protocol.WEIGHTED:
+        columns = pick(board, feasible, ballot, ballot.weighted_sum())
+    elif protocol is Protocol.LEXICOGRAPHIC:
+        columns, notes = lexicographic(board, feasible, ballot, tolerance=tolerance)
+    else:
+        columns = np.full(count, -1, dtype=np.int64)
+        for row in np.flatnonzero(anyone & feasible.any(axis=1)).tolist():
+            voters = [ballot.voter(k, board, row, feasible) for k in range(len(ballot.names)) if ballot.votes[k, row]]
+            feasible_row = [c for c, ok in zip(board.candidates(row), feasible[row].tolist(), strict=False) if ok]
+            found = concession(feasible_row, voters, _current(board, row))
+            column = board.column(row, found.candidate)
+            assert column is not None  # the agreement is one of the row's candidates
+            columns[row] = column
+            rounds[row], notes[row] = found.rounds, found.note
+    silent = ~anyone
+    if silent.any():
+        # No agent with a say: stay if the current candidate is feasible, else the nearest feasible.
+        stay = board.best(np.zeros(board.replicas.shape), feasible)
+        columns = np.where(silent, stay, columns)
+        for row in np.flatnonzero(silent).tolist():
+            notes[row] = "no agent with a say: nothing to agree"
+    return Agreements(columns, rounds, notes)
+
+
+def _current(board: Board, row: int) -> Candidate:
+    return Candidate(int(board.current_replicas[row]), board.pools[int(board.current_pool[row])])
+
+
+def agree(
+    protocol: Protocol,
+    feasible: Sequence[Candidate],
+    voters: Sequence[Voter],
+    current: Candidate,
+    *,
+    tolerance: float = 0.05,
+) -> Agreement:
+    """The agreement on one workload's feasible candidates."""
+    board = Board.of([feasible], [current])
+    found = agree_board(protocol, board, board.valid, Ballot.of_voters(board, voters), tolerance=tolerance)
+    return found.agreement(board, 0)
+
+
+def nash(feasible: Sequence[Candidate], voters: Sequence[Voter], current: Candidate) -> Agreement:
+    return agree(Protocol.NASH, feasible, voters, current)
 
 
 def weighted(feasible: Sequence[Candidate], voters: Sequence[Voter], current: Candidate) -> Agreement:
-    return Agreement(_argmax(feasible, voters, current, lambda c: sum(v.weight * v.u(c) for v in voters)))
-
-
-def lexicographic(
-    feasible: Sequence[Candidate], voters: Sequence[Voter], current: Candidate, *, tolerance: float
-) -> Agreement:
-    """Tier by tier, keep the candidates within `tolerance` of the tier's best weighted-mean utility."""
-    remaining = list(feasible)
-    notes = []
-    for tier in sorted({v.tier for v in voters}):
-        members = [v for v in voters if v.tier == tier]
-        total = sum(v.weight for v in members)
-        if total <= 0:
-            continue
-
-        def score(c: Candidate, members: Sequence[Voter] = members, total: float = total) -> float:
-            return sum(v.weight * v.u(c) for v in members) / total
-
-        best = max(score(c) for c in remaining)
-        remaining = [c for c in remaining if score(c) >= best - tolerance - 1e-12]
-        notes.append(f"tier {tier} ({', '.join(v.name for v in members)}) kept {len(remaining)}")
-    chosen = _argmax(remaining, voters, current, lambda c: sum(v.weight * v.u(c) for v in voters))
-    return Agreement(chosen, note="; ".join(notes))
+    return agree(Protocol.WEIGHTED, feasible, voters, current)
 
 
 def concession(
@@ -163,7 +257,7 @@ def concession(
         ]
         if acceptable:
             rounds.append(Round(number, record))
-            chosen = _argmax(acceptable, voters, current, lambda c: sum(v.weight * v.u(c) for v in voters))
+            chosen = weighted(acceptable, voters, current).candidate
             return Agreement(chosen, tuple(rounds), note=f"agreed in round {number}")
         risks = {v.name: _risk(v, offers) * v.weight for v in active}
         lowest = min(risks.values())
@@ -188,6 +282,15 @@ def concession(
     final = [orders[v.name][position[v.name]] for v in active]
     fallback = nash(list(dict.fromkeys(final)), voters, current)
     return Agreement(fallback.candidate, tuple(rounds), note="no offer acceptable to all: Nash over the last offers")
+
+
+def tiebreak(candidate: Candidate, voters: Sequence[Voter], current: Candidate) -> tuple[float, int, int, int]:
+    return (
+        sum(v.u(candidate) for v in voters),
+        int(candidate.placement == current.placement),
+        -abs(candidate.replicas - current.replicas),
+        -candidate.replicas,
+    )
 
 
 def _preference(
@@ -218,23 +321,3 @@ def _next_concession(
         if sum(o.weight * o.u(order[index]) for o in others) > baseline + 1e-12:
             return index
     return None
-
-
-def agree(
-    protocol: Protocol,
-    feasible: Sequence[Candidate],
-    voters: Sequence[Voter],
-    current: Candidate,
-    *,
-    tolerance: float = 0.05,
-) -> Agreement:
-    if not voters:
-        stay = current if current in feasible else _argmax(feasible, voters, current, lambda c: 0.0)
-        return Agreement(stay, note="no agent with a say: nothing to agree")
-    if protocol is Protocol.NASH:
-        return nash(feasible, voters, current)
-    if protocol is Protocol.WEIGHTED:
-        return weighted(feasible, voters, current)
-    if protocol is Protocol.LEXICOGRAPHIC:
-        return lexicographic(feasible, voters, current, tolerance=tolerance)
-    return concession(feasible, voters, current)
