@@ -416,7 +416,10 @@ def test_audit_mode_records_but_never_patches(
     cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
 ) -> None:
     setup(cluster, emulator, namespace, mode="audit")
-    audited = find(cluster, namespace, lambda n: n["spec"]["mode"] == "audit", message="an audit record")
+    # A record is created, then given its phase (a status subresource is written apart): wait for both.
+    audited = find(
+        cluster, namespace, lambda n: n["spec"]["mode"] == "audit" and phase(n) != "", message="an audit record"
+    )
     assert phase(audited) == "Proposed"
     assert "audit mode" in audited["status"]["message"]
     assert audited["spec"]["outcome"]["target"]["replicas"] > 2

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from accord.agents.base import Candidate, Prediction, Proposal
+from accord.agents.base import Prediction
 from accord.metrics.evidence import Evidence, Source
-from accord.models.agent import AgentType
 from accord.negotiation.trust import (
     FLOOR,
     INFLUENCE_FLOOR,
@@ -60,17 +61,15 @@ def test_trust_moves_an_agents_say_but_never_silences_it() -> None:
     assert influence(0.3) < influence(0.6) < influence(0.9)
 
 
-def predicting(agent: str, value: float, horizon: float = 180.0) -> Proposal:
-    return Proposal(
-        agent=agent,
-        agent_type=AgentType.PERFORMANCE,
-        utilities={Candidate(1, "a"): 1.0},
-        vetoes={},
-        ideal=Candidate(1, "a"),
-        confidence=1.0,
-        rationale="",
-        prediction=Prediction(quantity="demand_peak", value=value, horizon_seconds=horizon),
-    )
+def predicting(value: float, horizon: float = 180.0) -> Callable[[str], Prediction | None]:
+    """What each agent predicts: the performance agent a demand peak, the others nothing."""
+
+    def predict(agent: str) -> Prediction | None:
+        if agent != "performance":
+            return None
+        return Prediction(quantity="demand_peak", value=value, horizon_seconds=horizon)
+
+    return predict
 
 
 def demand_seen(*points: tuple[float, float]) -> dict[str, dict[str, Evidence]]:
@@ -79,8 +78,8 @@ def demand_seen(*points: tuple[float, float]) -> dict[str, dict[str, Evidence]]:
 
 def test_a_prediction_is_checked_once_its_horizon_has_passed() -> None:
     checks: list[PendingCheck] = []
-    open_checks(checks, [predicting("performance", 100.0)], namespace="ns", workload_key="ns/web", now=0.0)
-    open_checks(checks, [predicting("performance", 500.0)], namespace="ns", workload_key="ns/web", now=60.0)
+    open_checks(checks, ["performance", "cost"], predicting(100.0), namespace="ns", workload_key="ns/web", now=0.0)
+    open_checks(checks, ["performance", "cost"], predicting(500.0), namespace="ns", workload_key="ns/web", now=60.0)
     assert [c.predicted for c in checks] == [100.0]  # one open check per agent and workload
     trust: dict[str, TrustState] = {}
     early = settle_checks(checks, trust, workload_key="ns/web", evidence=demand_seen((60.0, 300.0)), now=120.0)
@@ -96,7 +95,7 @@ def test_a_prediction_is_checked_once_its_horizon_has_passed() -> None:
 
 def test_checks_of_other_workloads_wait_for_their_own_evidence() -> None:
     checks: list[PendingCheck] = []
-    open_checks(checks, [predicting("performance", 100.0)], namespace="ns", workload_key="ns/api", now=0.0)
+    open_checks(checks, ["performance"], predicting(100.0), namespace="ns", workload_key="ns/api", now=0.0)
     trust: dict[str, TrustState] = {}
     assert settle_checks(checks, trust, workload_key="ns/web", evidence=demand_seen((60.0, 1.0)), now=999.0) == []
     assert len(checks) == 1 and trust == {}

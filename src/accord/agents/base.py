@@ -23,6 +23,8 @@ Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 Flags = npt.NDArray[np.bool_]
 T = TypeVar("T", bound=np.generic)
+INT_MAX = int(np.iinfo(np.int64).max)
+INT_MIN = int(np.iinfo(np.int64).min)
 
 
 class Candidate(NamedTuple):
@@ -208,9 +210,9 @@ class Board:
         current one, then fewer replicas (the first such cell)."""
         same = ties & self.same_pool
         ties = np.where(np.any(same, axis=1, keepdims=True), same, ties).astype(np.bool_)
-        distance = np.where(ties, np.abs(self.replicas - self.current_replicas[:, None]), np.iinfo(np.int64).max)
-        ties &= distance == distance.min(axis=1, initial=np.iinfo(np.int64).max)[:, None]
-        fewest = np.where(ties, self.replicas, np.iinfo(np.int64).max)
+        distance = np.where(ties, np.abs(self.replicas - self.current_replicas[:, None]), INT_MAX)
+        ties &= distance == distance.min(axis=1, initial=INT_MAX)[:, None]
+        fewest = np.where(ties, self.replicas, INT_MAX)
         first: Ints = np.argmin(fewest, axis=1)
         return first
 
@@ -253,7 +255,7 @@ class Scores:
     `utilities` holds NaN where the agent gives no utility (a vetoed cell, padding). The words are
     written when someone reads them (a record, the trust bookkeeping), not while deciding:
     `explain(row)` gives a row's rationale, evidence and prediction, `why(row, column)` the reason
-    for a vetoed cell.
+    for a vetoed cell, `predict(row)` the prediction alone.
     """
 
     utilities: Floats
@@ -263,6 +265,10 @@ class Scores:
     why: Callable[[int, int], str]
     metrics_missing: Flags
     dropped: Sequence[str | None]
+    predict: Callable[[int], Prediction | None] | None = None  # a row's prediction, when quicker than `explain`
+
+    def prediction(self, row: int) -> Prediction | None:
+        return self.predict(row) if self.predict is not None else self.explain(row).prediction
 
     @classmethod
     def of_proposals(cls, board: Board, proposals: Sequence[Proposal]) -> Scores:
@@ -284,6 +290,7 @@ class Scores:
             confidence=np.array([clamp(p.confidence) for p in proposals], dtype=np.float64),
             explain=lambda i: Explanation(proposals[i].rationale, proposals[i].evidence, proposals[i].prediction),
             why=lambda i, j: reasons.get((i, j), ""),
+            predict=lambda i: proposals[i].prediction,
             metrics_missing=np.array([p.metrics_missing for p in proposals], dtype=np.bool_),
             dropped=[p.dropped for p in proposals],
         )
@@ -348,6 +355,13 @@ class Agent(Generic[S]):
         if type(self).wishes is Agent.wishes:
             return [()] * len(situations)
         return [self.wishes(s, e) for s, e in zip(situations, evidence, strict=True)]
+
+    def prepare(self, evidence: Sequence[EvidenceSet], moments: Sequence[float], interval_seconds: float) -> None:
+        """Evidence that will be asked about later, one workload at a time, at these moments (unix
+        seconds) and this decision interval: work it needs may be done now, all at once (the
+        performance agent forecasts it in one batch). What the agent answers does not change, only
+        when the work is done. Nothing to do by default."""
+        return
 
     def propose(self, situation: Situation, candidates: Sequence[Candidate], evidence: EvidenceSet) -> Proposal:
         """Score every candidate. Pure: the same inputs give the same proposal."""

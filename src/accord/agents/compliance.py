@@ -110,6 +110,7 @@ class ComplianceAgent(Agent[ComplianceSettings]):
             confidence=np.ones(count),
             explain=explain,
             why=why,
+            predict=lambda row: None,
             metrics_missing=np.zeros(count, dtype=np.bool_),
             dropped=[None] * count,
         )

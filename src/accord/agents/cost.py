@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from accord.agents.base import (
+    INT_MAX,
     Agent,
     Board,
     EvidenceRequest,
@@ -123,11 +124,15 @@ class CostAgent(Agent[CostSettings]):
             )
             if budget is not None:
                 why += f"; budget {budget:.2f}/h"
-            live = sources[row]
-            predicted = (
-                Prediction(f"price_per_pod_hour:{sit.current.placement}", price, sit.interval_seconds) if live else None
-            )
-            return Explanation(why, (*live, listed), predicted)
+            return Explanation(why, (*sources[row], listed), predict(row))
+
+        def predict(row: int) -> Prediction | None:
+            if not sources[row]:
+                return None
+            sit = situations[row]
+            own = int(board.current_pool[row])
+            price = float(prices[row, own]) if present[row, own] else self.settings.default_price_per_pod_hour
+            return Prediction(f"price_per_pod_hour:{sit.current.placement}", price, sit.interval_seconds)
 
         def why_vetoed(row: int, column: int) -> str:
             return f"spend {float(spend[row, column]):.2f}/h exceeds the budget of {budget or 0.0:.2f}/h"
@@ -138,6 +143,7 @@ class CostAgent(Agent[CostSettings]):
             confidence=confidence,
             explain=explain,
             why=why_vetoed,
+            predict=predict,
             metrics_missing=np.zeros(count, dtype=np.bool_),
             dropped=[None] * count,
         )
@@ -147,7 +153,7 @@ class CostAgent(Agent[CostSettings]):
         """Each row's allowed column of least spend (then fewer replicas, then pool name); -1 if none."""
         masked = np.where(allowed, spend, np.inf)
         ties = allowed & (masked == masked.min(axis=1, initial=np.inf)[:, None])
-        big = np.iinfo(np.int64).max
+        big = INT_MAX
         fewest = np.where(ties, board.replicas, big)
         ties &= fewest == fewest.min(axis=1, initial=big)[:, None]
         rank = np.argsort(np.argsort(np.array(board.pools, dtype=object)))

@@ -357,16 +357,25 @@ def _forecast_group(
         following = np.lib.stride_tricks.sliding_window_view(values[:, 1:], horizon_steps, axis=1)
         ahead = following[:, window].max(axis=2)
         falling = values[:, window] < values[:, judged.start - 1 : judged.stop - 1]
-        best = backtest(run.by_predictor[0][:, window], ahead, q, falling, now_falling)
-        margin, spread, asked = best.margin, best.spread, best.asked
-        for index in range(1, len(PREDICTORS)):
-            result = backtest(run.by_predictor[index][:, window], ahead, q, falling, now_falling)
-            better = _better(result.asked, asked)
-            method = np.where(better, index, method)
-            asked = np.where(better, result.asked, asked)
-            margin = np.where(better, result.margin, margin)
-            spread = np.where(better, result.spread, spread)
     paths = np.stack(run.by_predictor)  # (predictor, series, sample)
+    if judged:
+        # Every predictor judged in one backtest: its rows are (predictor, series) pairs.
+        each = len(PREDICTORS)
+        result = backtest(
+            paths[:, :, window].reshape(each * count, -1),
+            np.tile(ahead, (each, 1)),
+            np.tile(q, each),
+            np.tile(falling, (each, 1)),
+            np.tile(now_falling, each),
+        )
+        asks, margins, spreads = (x.reshape(each, count) for x in (result.asked, result.margin, result.spread))
+        asked, margin, spread = asks[0], margins[0], spreads[0]
+        for index in range(1, each):
+            better = _better(asks[index], asked)
+            method = np.where(better, index, method)
+            asked = np.where(better, asks[index], asked)
+            margin = np.where(better, margins[index], margin)
+            spread = np.where(better, spreads[index], spread)
     rows = np.arange(count)
     expected = paths[method, rows, -1]
     seasonal = np.full(count, np.nan)
@@ -466,31 +475,37 @@ def _seasonal(
     stamps, values, lengths = _stack(day_ago)
     stamps, values, lengths = _compact(stamps, values, np.isfinite(values) & _filled(lengths, stamps.shape[1]))
     _in_time_order(stamps, values, lengths)
-    for members, grid in _by_grid(stamps, lengths):
-        at = rows[members]
-        width = len(grid)
-        days = _Yesterday(grid, values[members, :width])
-        base, peak, ok = days.windows(now[at, None], horizon[at])
-        ok = ok[:, 0] & (base[:, 0] > 0)
+    at = rows
+    days = _Yesterday(stamps, values, lengths)
+    base, peak, ok = days.windows(now[at, None], horizon[at])
+    ok = ok[:, 0] & (base[:, 0] > 0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        seasonal[at] = np.where(ok, peak[:, 0] * np.clip(level[at] / base[:, 0], 0.25, 4.0), np.nan)
+    include = ok.copy()
+    if judged:
+        base, peak, found = days.windows(judged_times[at], horizon[at])
+        found &= base > 0
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            seasonal[at] = np.where(ok, peak[:, 0] * np.clip(level[at] / base[:, 0], 0.25, 4.0), np.nan)
-        include = ok.copy()
-        if judged:
-            base, peak, found = days.windows(judged_times[at], horizon[at])
-            found &= base > 0
-            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-                scaled = peak * np.clip(judged_levels[at] / base, 0.25, 4.0)
-            alone = chosen[at]
-            raised = np.where(found & (scaled > alone), scaled, alone)
-            enough = found.sum(axis=1) >= 3
-            args = (ahead[at], q[at], falling[at], now_falling[at], found)
-            unraised = backtest(alone, *args)
-            combined = backtest(raised, *args)
-            earned = combined.asked <= unraised.asked + 1e-9 * np.maximum(1.0, np.abs(unraised.asked))
-            include &= ~enough | earned
-            margin[at] = np.where(enough, combined.margin, np.nan)
-            spread[at] = np.where(enough, combined.spread, np.nan)
-        use[at] = include
+            scaled = peak * np.clip(judged_levels[at] / base, 0.25, 4.0)
+        alone = chosen[at]
+        raised = np.where(found & (scaled > alone), scaled, alone)
+        enough = found.sum(axis=1) >= 3
+        # The chosen forecast alone and raised to yesterday's, judged in one backtest.
+        both = backtest(
+            np.concatenate([alone, raised]),
+            np.tile(ahead[at], (2, 1)),
+            np.tile(q[at], 2),
+            np.tile(falling[at], (2, 1)),
+            np.tile(now_falling[at], 2),
+            np.tile(found, (2, 1)),
+        )
+        half = len(at)
+        unraised, combined = both.asked[:half], Backtest(both.asked[half:], both.margin[half:], both.spread[half:])
+        earned = combined.asked <= unraised + 1e-9 * np.maximum(1.0, np.abs(unraised))
+        include &= ~enough | earned
+        margin[at] = np.where(enough, combined.margin, np.nan)
+        spread[at] = np.where(enough, combined.spread, np.nan)
+    use[at] = include
     return seasonal, use, margin, spread
 
 
@@ -506,29 +521,21 @@ def _in_time_order(stamps: Floats, values: Floats, lengths: Ints) -> None:
         values[r, :n] = values[r, order]
 
 
-def _by_grid(stamps: Floats, lengths: Ints) -> list[tuple[Ints, Floats]]:
-    """Rows grouped by their sample times, each group with its times."""
-    groups: dict[bytes, tuple[list[int], Floats]] = {}
-    for r, n in enumerate(lengths.tolist()):
-        grid = stamps[r, :n]
-        groups.setdefault(grid.tobytes(), ([], grid))[0].append(r)
-    return [(np.array(members, dtype=np.int64), grid) for members, grid in groups.values()]
-
-
 @dataclass(frozen=True, slots=True)
 class _Yesterday:
-    """Yesterday's samples for series that share their sample times, with prefix sums for window means."""
+    """Yesterday's samples of many series (each in time order, padded), with prefix sums for window means."""
 
-    stamps: Floats  # in time order
-    values: Floats  # (series, samples)
+    stamps: Floats  # (series, samples)
+    values: Floats
+    lengths: Ints
 
     def windows(self, moments: Floats, horizon: Floats) -> tuple[Floats, Floats, Flags]:
         """At each moment a day ago (series, moments): the mean over the ten minutes up to it, the
         peak over the horizon after it, and whether both sides have samples."""
         anchor = moments - DAY
-        lo = np.searchsorted(self.stamps, anchor - YESTERDAY_LEVEL_SECONDS, side="left")
-        mid = np.searchsorted(self.stamps, anchor, side="right")
-        hi = np.searchsorted(self.stamps, anchor + horizon[:, None], side="right")
+        lo = self.count_before(anchor - YESTERDAY_LEVEL_SECONDS, inclusive=False)
+        mid = self.count_before(anchor, inclusive=True)
+        hi = self.count_before(anchor + horizon[:, None], inclusive=True)
         ok = (lo < mid) & (mid < hi)
         count, width = self.values.shape
         sums = np.zeros((count, width + 1))
@@ -542,3 +549,31 @@ class _Yesterday:
             inside = ok & (at < hi)
             np.maximum(peak, np.where(inside, self.values[series, np.minimum(at, width - 1)], -np.inf), out=peak)
         return base, peak, ok
+
+    def count_before(self, moments: Floats, *, inclusive: bool) -> Ints:
+        """Per series, how many of its samples lie before each of its moments (at or before, if
+        inclusive): a binary search within each series, all series at once. Times are compared at
+        a microsecond's resolution (Prometheus keeps milliseconds)."""
+        count, width = self.stamps.shape
+        filled = _filled(self.lengths, width)
+        if not filled.any():
+            return np.zeros(moments.shape, dtype=np.int64)
+        span = float(np.ptp(np.concatenate([self.stamps[filled], moments.ravel()])))
+        fits = max(1, int(2**62 // (span * 1e6 + 2)))  # series whose keys fit in 64 bits together
+        if count > fits:
+            return np.concatenate(
+                [
+                    _Yesterday(
+                        self.stamps[i : i + fits], self.values[i : i + fits], self.lengths[i : i + fits]
+                    ).count_before(moments[i : i + fits], inclusive=inclusive)
+                    for i in range(0, count, fits)
+                ]
+            )
+        origin = min(float(self.stamps[filled].min()), float(moments.min()))
+        top = max(float(self.stamps[filled].max()), float(moments.max()))
+        stride = int(np.rint((top - origin) * 1e6)) + 1  # each series' keys lie in its own range
+        rows = np.arange(count, dtype=np.int64)
+        keys = rows[:, None] * stride + np.rint((self.stamps - origin) * 1e6).astype(np.int64)
+        asked = rows[:, None] * stride + np.rint((moments - origin) * 1e6).astype(np.int64)
+        found = np.searchsorted(keys[filled], asked, side="right" if inclusive else "left")
+        return found - (np.cumsum(self.lengths) - self.lengths)[:, None]

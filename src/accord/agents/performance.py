@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from accord.agents.base import (
+    INT_MIN,
     Agent,
     Board,
     EvidenceRequest,
@@ -30,7 +31,7 @@ from accord.agents.base import (
     freshness,
 )
 from accord.agents.forecast import DAY, Forecast, Query, forecast_peaks
-from accord.metrics.evidence import EvidenceSet
+from accord.metrics.evidence import Evidence, EvidenceSet
 from accord.models.agent import AgentType
 from accord.models.settings import PerformanceSettings
 
@@ -43,6 +44,8 @@ MIN_SAMPLES = 10
 # How far above the target the forecast's upper bound may take utilisation: 15% (0.7 -> 0.805).
 UPPER_ALLOWANCE = 0.15
 USED = frozenset({"demand", "demand_day_ago", "latency"})
+# What a forecast is made from: the demand series, yesterday's, the time and the horizon.
+Asked = tuple[Evidence | None, Evidence | None, float, float]
 
 
 class PerformanceAgent(Agent[PerformanceSettings]):
@@ -50,8 +53,9 @@ class PerformanceAgent(Agent[PerformanceSettings]):
 
     def __init__(self, name: str, settings: PerformanceSettings) -> None:
         super().__init__(name, settings)
-        # The last batch's needs by situation, with the inputs they were made from.
-        self._recent: dict[int, tuple[tuple[object, ...], Need | None]] = {}
+        # Forecasts made for the last batch, and those prepared ahead, by the demand series' identity.
+        self._recent: dict[int, tuple[Asked, Forecast | None]] = {}
+        self._prepared: dict[int, tuple[Asked, Forecast | None]] = {}
 
     def evidence_needed(self) -> tuple[EvidenceRequest, ...]:
         s = self.settings
@@ -88,51 +92,66 @@ class PerformanceAgent(Agent[PerformanceSettings]):
         need = self.needs([situation], [evidence])[0]
         return None if need is None else (need.replicas, need.reason(self.settings), need.forecast.expected)
 
+    def prepare(self, evidence: Sequence[EvidenceSet], moments: Sequence[float], interval_seconds: float) -> None:
+        """Forecasts all of the evidence at once, for the single calls that will ask about it."""
+        horizon = self.horizon(interval_seconds)
+        asked = [
+            (ev.get("demand"), ev.get("demand_day_ago"), now, horizon)
+            for ev, now in zip(evidence, moments, strict=True)
+        ]
+        self._prepared = self._forecasts([a for a in asked if a[0] is not None and a[0].series])
+
     def needs(self, situations: Sequence[Situation], evidence: Sequence[EvidenceSet]) -> list[Need | None]:
         """What each workload needs, its demand forecast in one batch for all of them."""
         s = self.settings
-        keys = [
-            (sit, ev.get("demand"), ev.get("demand_day_ago"), ev.get("latency"))
+        asked = [
+            (ev.get("demand"), ev.get("demand_day_ago"), sit.now, self.horizon(sit.interval_seconds))
             for sit, ev in zip(situations, evidence, strict=True)
         ]
-        # The engine asks for wishes, then for proposals, with the same inputs: forecast once.
-        found: list[Need | None] = []
-        missing: list[int] = []
-        for i, key in enumerate(keys):
-            hit = self._recent.get(id(key[0]))
-            if hit is not None and all(a is b for a, b in zip(hit[0], key, strict=True)):
-                found.append(hit[1])
-            else:
-                found.append(None)
-                if key[1] is not None and key[1].series:
-                    missing.append(i)
-        queries = []
-        for i in missing:
-            sit, demand, day_ago, _ = keys[i]
-            assert demand is not None
-            queries.append(
-                Query(
-                    demand.series,
-                    sit.now,
-                    self.horizon(sit.interval_seconds),
-                    day_ago.series if day_ago is not None and s.seasonality else (),
-                )
-            )
+        # The engine asks for wishes, then for proposals, with the same inputs: forecast once; and
+        # what was prepared ahead is not forecast again.
+        known = [self._known(a) for a in asked]
+        todo = [a for a, fc in zip(asked, known, strict=True) if fc is None and a[0] is not None and a[0].series]
+        if todo:
+            self._recent = self._forecasts(todo)
         per_pod = s.capacity_per_pod * s.target_utilisation
         most = s.capacity_per_pod * (s.target_utilisation * (1.0 + UPPER_ALLOWANCE))
-        for i, fc in zip(missing, forecast_peaks(queries), strict=True):
-            if fc is None:
+        found: list[Need | None] = []
+        for sit, ev, a, fc in zip(situations, evidence, asked, known, strict=True):
+            forecast = fc if fc is not None else self._known(a)
+            if forecast is None:
+                found.append(None)
                 continue
-            sit, latency = keys[i][0], keys[i][3]
-            needed = max(math.ceil(fc.expected / per_pod - 1e-9), math.ceil(fc.peak / most - 1e-9))
+            needed = max(math.ceil(forecast.expected / per_pod - 1e-9), math.ceil(forecast.peak / most - 1e-9))
+            latency = ev.get("latency")
             by_latency = None
             target = s.latency_target_seconds
             observed = latency.value if latency is not None else None
             if target and observed is not None and observed > target and sit.ready_replicas > 0:
                 by_latency = (observed, math.ceil(sit.ready_replicas * observed / target))
-            found[i] = Need(needed, fc, self.horizon(sit.interval_seconds), by_latency)
-        self._recent = {id(key[0]): (key, need) for key, need in zip(keys, found, strict=True)}
+            found.append(Need(needed, forecast, a[3], by_latency))
         return found
+
+    def _forecasts(self, asked: Sequence[Asked]) -> dict[int, tuple[Asked, Forecast | None]]:
+        """Forecasts of demand series (with yesterday's, when seasonal), by the series' identity."""
+        seasonal = self.settings.seasonality
+        queries = []
+        for demand, day_ago, now, horizon in asked:
+            assert demand is not None
+            queries.append(
+                Query(demand.series, now, horizon, day_ago.series if day_ago is not None and seasonal else ())
+            )
+        return {id(a[0]): (a, fc) for a, fc in zip(asked, forecast_peaks(queries), strict=True)}
+
+    def _known(self, asked: Asked) -> Forecast | None:
+        """The forecast already made for these very inputs, if any."""
+        for made in (self._recent, self._prepared):
+            hit = made.get(id(asked[0]))
+            if hit is not None:
+                (demand, day_ago, now, horizon), fc = hit
+                if demand is asked[0] and day_ago is asked[1] and now == asked[2] and horizon == asked[3]:
+                    return fc
+        return None
 
     def wishes_many(self, situations: Sequence[Situation], evidence: Sequence[EvidenceSet]) -> list[tuple[int, ...]]:
         return [() if n is None else (n.replicas,) for n in self.needs(situations, evidence)]
@@ -146,7 +165,7 @@ class PerformanceAgent(Agent[PerformanceSettings]):
         # When no candidate serves the demand, the most pods on the table are the best there is, and
         # the rest are scored against them: a need beyond reach must pull toward capacity, not leave
         # every candidate scored near zero for the other agents to decide between.
-        lowest = np.iinfo(np.int64).min
+        lowest = INT_MIN
         most = np.where(board.valid, board.replicas, lowest).max(axis=1, initial=lowest)
         most = np.where(board.counts > 0, most, needed)
         reachable = np.minimum(needed, most)[:, None]
@@ -173,7 +192,11 @@ class PerformanceAgent(Agent[PerformanceSettings]):
             top = int(most[row])
             if top < need.replicas:
                 why += f"; at most {top} pods can be asked for now: the most on the table is the best there is"
-            return Explanation(why, used, Prediction("demand_peak", need.forecast.expected, need.horizon))
+            return Explanation(why, used, predict(row))
+
+        def predict(row: int) -> Prediction | None:
+            need = needs[row]
+            return None if need is None else Prediction("demand_peak", need.forecast.expected, need.horizon)
 
         return Scores(
             utilities=utilities,
@@ -181,6 +204,7 @@ class PerformanceAgent(Agent[PerformanceSettings]):
             confidence=confidence,
             explain=explain,
             why=_no_veto,
+            predict=predict,
             metrics_missing=~known,
             dropped=[None] * count,
         )

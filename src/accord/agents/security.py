@@ -117,6 +117,7 @@ class SecurityAgent(Agent[SecuritySettings]):
             confidence=confidence,
             explain=explain,
             why=why,
+            predict=lambda row: None,
             metrics_missing=np.zeros(count, dtype=np.bool_),
             dropped=[None] * count,
         )

@@ -13,12 +13,12 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from accord.agents.base import Board, Candidate, Ints
+from accord.agents.base import INT_MAX, Board, Candidate, Ints
 from accord.models.policy import Bounds
 
 MAX_COUNTS = 40
 ABSENT = -1  # no count (counts are never negative)
-LAST = np.iinfo(np.int64).max  # sorts after every count
+LAST = INT_MAX  # sorts after every count
 
 
 def replica_range(bounds: Bounds, current: int) -> tuple[int, int]:

@@ -17,7 +17,19 @@ from itertools import chain
 
 import numpy as np
 
-from accord.agents.base import Agent, Board, Candidate, Flags, Floats, Ints, Proposal, Scores, Situation
+from accord.agents.base import (
+    INT_MAX,
+    Agent,
+    Board,
+    Candidate,
+    Flags,
+    Floats,
+    Ints,
+    Prediction,
+    Proposal,
+    Scores,
+    Situation,
+)
 from accord.metrics.evidence import EvidenceSet
 from accord.models.common import Model
 from accord.models.negotiation import Verdict
@@ -85,6 +97,12 @@ class _Round:
     ideal_utility: Floats  # (seat, row): the best utility among the feasible candidates
     agreed_utility: Floats  # (seat, row): the utility of the target
     proposals: dict[int, tuple[Proposal, ...]] = field(default_factory=dict)
+    ideals: list[Ints] = field(default_factory=list)  # each seat's ideal column per row, once asked for
+
+    def ideal(self, seat: int, row: int) -> int:
+        if not self.ideals:
+            self.ideals.extend(s.ideals(self.board) for s in self.scores)
+        return int(self.ideals[seat][row]) if self.scores[seat].dropped[row] is None else -1
 
 
 class Outcome:
@@ -167,9 +185,20 @@ class Outcome:
         r, row = self._round, self._row
         made = r.proposals.get(row)
         if made is None:
-            made = tuple(s.proposal(a, r.board, row) for s, a in zip(r.scores, r.agents, strict=True))
+            made = tuple(
+                s.proposal(a, r.board, row, r.ideal(k, row))
+                for k, (s, a) in enumerate(zip(r.scores, r.agents, strict=True))
+            )
             r.proposals[row] = made
         return made
+
+    def prediction(self, agent: str) -> Prediction | None:
+        """What the agent predicted for this workload (without writing its whole proposal)."""
+        r, row = self._round, self._row
+        for k, seat in enumerate(r.seats):
+            if seat.name == agent and r.scores[k].dropped[row] is None:
+                return r.scores[k].prediction(row)
+        return None
 
     @property
     def rounds(self) -> tuple[Round, ...]:
@@ -386,7 +415,7 @@ def _nearest(board: Board, feasible: Flags, replicas: Sequence[int], placements:
     same = feasible & (board.pool == wanted[:, None])
     allowed = np.where(same.any(axis=1)[:, None], same, feasible)
     distance = np.abs(board.replicas - np.array(replicas, dtype=np.int64)[:, None])
-    big = np.iinfo(np.int64).max
+    big = INT_MAX
     distance = np.where(allowed, distance, big)
     allowed &= distance == distance.min(axis=1, initial=big)[:, None]
     columns = np.argmin(np.where(allowed, board.replicas, big), axis=1)
@@ -400,21 +429,18 @@ def _confidence(weights: Floats, voting: Flags, scores: Sequence[Scores]) -> Flo
     its first sample) must be able to hold a decision that three sure but indifferent agents would
     otherwise carry. Agents whose metrics are missing are handled by the missing-metrics rule.
     """
-    rows = voting.shape[1]
-    total = np.zeros(rows)
-    logs = np.zeros(rows)
-    counted_any = np.zeros(rows, dtype=np.bool_)
-    zero = np.zeros(rows, dtype=np.bool_)
-    for k, s in enumerate(scores):
-        counted = voting[k] & ~s.metrics_missing
-        w = weights[k]
-        counted_any |= counted
-        total += np.where(counted, w, 0.0)
-        if w > 0:
-            zero |= counted & (s.confidence <= 0)
-            logs += np.where(counted & (s.confidence > 0), w * np.log(np.maximum(s.confidence, 1e-300)), 0.0)
+    if not scores:
+        return np.ones(voting.shape[1])
+    confidence = np.stack([s.confidence for s in scores])
+    counted = voting & ~np.stack([s.metrics_missing for s in scores])
+    w = weights[:, None]
+    total = np.where(counted, w, 0.0).sum(axis=0)
+    heard = counted & (w > 0)
+    zero = (heard & (confidence <= 0)).any(axis=0)
+    logs = np.where(heard & (confidence > 0), w * np.log(np.maximum(confidence, 1e-300)), 0.0).sum(axis=0)
     mean = np.exp(logs / np.where(total > 0, total, 1.0))
-    return np.where(total <= 0, np.where(counted_any, 0.0, 1.0), np.where(zero, 0.0, mean))
+    found: Floats = np.where(total <= 0, np.where(counted.any(axis=0), 0.0, 1.0), np.where(zero, 0.0, mean))
+    return found
 
 
 def _verdict(current: Candidate, target: Candidate, gates: Sequence[Gate], note: str) -> tuple[Verdict, Candidate, str]:

@@ -86,18 +86,21 @@ class Ballot:
         )
 
     def weighted_sum(self, voters: Sequence[int] | None = None) -> Floats:
-        """Sum of weight times utility over the voters with a say, added voter by voter in order."""
-        total = np.zeros(self.utilities.shape[1:])
-        for k in range(len(self.names)) if voters is None else voters:
-            total += np.where(self.votes[k][:, None], self.weights[k][:, None] * self.utilities[k], 0.0)
-        return total
+        """Sum of weight times utility over the voters with a say."""
+        chosen = slice(None) if voters is None else list(voters)
+        return self.over_voters(self.weights[chosen][:, :, None] * self.utilities[chosen], chosen)
 
     def totals(self) -> Floats:
         """Sum of utilities over the voters with a say (the first tie-break)."""
-        total = np.zeros(self.utilities.shape[1:])
-        for k in range(len(self.names)):
-            total += np.where(self.votes[k][:, None], self.utilities[k], 0.0)
-        return total
+        return self.over_voters(self.utilities)
+
+    def over_voters(self, terms: Floats, voters: slice | list[int] = slice(None)) -> Floats:
+        """Per-voter terms (voter, row, column) summed over the voters with a say on each row, added
+        voter by voter in their order (NumPy adds along the first axis one slice after another)."""
+        if not len(terms):
+            return np.zeros(self.utilities.shape[1:])
+        summed: Floats = np.where(self.votes[voters][:, :, None], terms, 0.0).sum(axis=0)
+        return summed
 
     def voter(self, k: int, board: Board, row: int, allowed: Flags) -> Voter:
         """Voter k on one row, its utilities over the allowed cells as a mapping."""
@@ -143,11 +146,7 @@ def nash_scores(ballot: Ballot) -> Floats:
     [0, 1] scale, so a mild preference stays mild. Logs keep the product stable; NASH_EPSILON
     keeps a zero utility finite.
     """
-    total = np.zeros(ballot.utilities.shape[1:])
-    for k in range(len(ballot.names)):
-        term = ballot.weights[k][:, None] * np.log(np.maximum(ballot.utilities[k], 0.0) + NASH_EPSILON)
-        total += np.where(ballot.votes[k][:, None], term, 0.0)
-    return total
+    return ballot.over_voters(ballot.weights[:, :, None] * np.log(np.maximum(ballot.utilities, 0.0) + NASH_EPSILON))
 
 
 def lexicographic(board: Board, feasible: Flags, ballot: Ballot, *, tolerance: float) -> tuple[Ints, list[str]]:
@@ -156,9 +155,7 @@ def lexicographic(board: Board, feasible: Flags, ballot: Ballot, *, tolerance: f
     notes: list[list[str]] = [[] for _ in range(len(board))]
     for tier in sorted(set(ballot.tiers)):
         members = [k for k, t in enumerate(ballot.tiers) if t == tier]
-        total = np.zeros(len(board))
-        for k in members:
-            total += np.where(ballot.votes[k], ballot.weights[k], 0.0)
+        total = np.where(ballot.votes[members], ballot.weights[members], 0.0).sum(axis=0)
         active = total > 0
         score = ballot.weighted_sum(members) / np.where(active, total, 1.0)[:, None]
         masked = np.where(remaining, score, -np.inf)

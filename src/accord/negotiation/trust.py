@@ -27,10 +27,10 @@ one open check per agent and workload, settled from the evidence of a later roun
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from accord.agents.base import Proposal
+from accord.agents.base import Prediction
 from accord.metrics.evidence import EvidenceSet
 
 RATE = 0.5
@@ -86,23 +86,31 @@ class PendingCheck:
 
 
 def open_checks(
-    checks: list[PendingCheck], proposals: Iterable[Proposal], *, namespace: str, workload_key: str, now: float
+    checks: list[PendingCheck],
+    agents: Iterable[str],
+    predict: Callable[[str], Prediction | None],
+    *,
+    namespace: str,
+    workload_key: str,
+    now: float,
 ) -> None:
-    """Open a check for each prediction made, one at a time per agent and workload (honest and bounded)."""
-    for p in proposals:
-        if p.prediction is None:
-            continue
-        agent_key = f"{namespace}/{p.agent}"
+    """Open a check for each agent's prediction (`predict(agent)`), one at a time per agent and
+    workload (honest and bounded): an agent with a check still open is not asked."""
+    for agent in agents:
+        agent_key = f"{namespace}/{agent}"
         if any(c.agent_key == agent_key and c.workload_key == workload_key for c in checks):
+            continue
+        prediction = predict(agent)
+        if prediction is None:
             continue
         checks.append(
             PendingCheck(
                 agent_key,
                 workload_key,
-                p.prediction.quantity,
-                p.prediction.value,
+                prediction.quantity,
+                prediction.value,
                 now,
-                now + p.prediction.horizon_seconds,
+                now + prediction.horizon_seconds,
             )
         )
 

@@ -2,9 +2,10 @@
 (operator layer).
 
 A round parses the policy (an invalid one gets an Invalid condition and an Event, and the
-round ends there: other policies are untouched), seats its agents, and negotiates every selected
-workload concurrently, each guarded by a timeout: one slow or failing workload is logged and
-skipped, never blocking the others. Each outcome is recorded and, when it may be, applied.
+round ends there: other policies are untouched), seats its agents, gathers the evidence of every
+selected workload concurrently, negotiates all of them at once (`negotiate_many`), then records
+each outcome and, when it may be, applies it. Each workload's steps are guarded by a timeout: one
+slow or failing workload is logged and skipped, never blocking the others.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from kubernetes.client.exceptions import ApiException
@@ -29,7 +30,7 @@ from accord.models.common import from_wire
 from accord.models.errors import describe_validation_error
 from accord.models.negotiation import NegotiationSpec, Phase, Verdict, WorkloadRef
 from accord.models.policy import Mode, NegotiationPolicySpec
-from accord.negotiation.engine import Outcome, negotiate
+from accord.negotiation.engine import Case, Outcome, negotiate_many
 from accord.negotiation.record import build_record
 from accord.negotiation.rules import History, close_enough
 from accord.negotiation.table import Table, seat_agents
@@ -56,6 +57,18 @@ log = logging.getLogger(__name__)
 
 MIN_ROUND_GAP = 3.0
 VERDICT_PHASE = {Verdict.HOLD: Phase.HELD, Verdict.IMPASSE: Phase.IMPASSE}
+
+
+Result = TypeVar("Result")
+
+
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    """A workload ready to be negotiated, and the seconds its evidence took."""
+
+    workload: WorkloadView
+    case: Case
+    seconds: float
 
 
 @dataclass
@@ -145,23 +158,36 @@ class Negotiator:
         started = time.monotonic()
         semaphore = asyncio.Semaphore(self.state.config.concurrency)
 
-        async def one(w: WorkloadView) -> None:
+        async def guarded(w: WorkloadView, step: Coroutine[Any, Any, Result], what: str) -> Result | None:
+            """One workload's step under the concurrency limit and the timeout: a failure is logged and
+            the workload skipped this round, never blocking the others."""
             async with semaphore:
-                t0 = time.monotonic()
                 try:
-                    await asyncio.wait_for(
-                        self.negotiate_workload(w, spec, key, table, report), self.state.config.workload_timeout
-                    )
-                    report.negotiated += 1
+                    return await asyncio.wait_for(step, self.state.config.workload_timeout)
                 except Exception as exc:
                     report.failed += 1
                     observability.WORKLOAD_ERRORS.labels(policy=key).inc()
                     detail = getattr(exc, "body", None) or repr(exc)
-                    log.warning("negotiation for %s failed and is skipped this round: %s", w.key, detail)
-                finally:
-                    observability.WORKLOAD_SECONDS.observe(time.monotonic() - t0)
+                    log.warning("%s for %s failed and it is skipped this round: %s", what, w.key, detail)
+                    return None
 
-        await asyncio.gather(*(one(w) for w in active))
+        # Evidence for every workload at once; then one negotiation over all of them; then each
+        # outcome recorded and acted on.
+        gathered = await asyncio.gather(
+            *(guarded(w, self.prepare(w, spec, key, table, report), "gathering evidence") for w in active)
+        )
+        ready = [g for g in gathered if g is not None]
+        outcomes = negotiate_many(policy=spec, cases=[g.case for g in ready], agents=table.seated)
+        concluded = await asyncio.gather(
+            *(
+                guarded(g.workload, self.conclude(g, o, spec, key, report), "acting")
+                for g, o in zip(ready, outcomes, strict=True)
+            )
+        )
+        for g, done in zip(ready, concluded, strict=True):
+            if done is not None:
+                report.negotiated += 1
+            observability.WORKLOAD_SECONDS.observe(g.seconds + (done or 0.0))
         await self.expire_pending(key)
         observability.ROUND_SECONDS.labels(policy=key).observe(time.monotonic() - started)
         await self.policy_status(namespace, name, body, spec, report, generation)
@@ -189,39 +215,52 @@ class Negotiator:
         return found
 
     # -- one workload ------------------------------------------------------------------------------
-    async def negotiate_workload(
+    async def prepare(
         self, w: WorkloadView, spec: NegotiationPolicySpec, policy_key: str, table: Table, report: RoundReport
-    ) -> None:
-        async with self.state.lock(w.key):
-            w = self.state.workloads.get(w.key, w)
-            now = time.time()
-            situation = Situation(
-                namespace=w.namespace,
-                name=w.name,
-                kind=w.kind,
-                labels=w.labels,
-                current=Candidate(w.replicas, current_placement(spec, w)),
-                ready_replicas=w.ready,
-                pools=pools(spec, self.state.nodes.values(), w),
-                now=now,
-                interval_seconds=spec.interval_seconds,
-            )
-            evidence, problems = await gather(
-                seated=table.seated,
-                situation=situation,
-                policy=spec,
-                prometheus=self.prometheus,
-                session=self.session,
-            )
-            report.metrics_problems.extend(problems)
+    ) -> Gathered:
+        """The workload's situation and the evidence each agent asks for."""
+        t0 = time.monotonic()
+        w = self.state.workloads.get(w.key, w)
+        now = time.time()
+        situation = Situation(
+            namespace=w.namespace,
+            name=w.name,
+            kind=w.kind,
+            labels=w.labels,
+            current=Candidate(w.replicas, current_placement(spec, w)),
+            ready_replicas=w.ready,
+            pools=pools(spec, self.state.nodes.values(), w),
+            now=now,
+            interval_seconds=spec.interval_seconds,
+        )
+        evidence, problems = await gather(
+            seated=table.seated,
+            situation=situation,
+            policy=spec,
+            prometheus=self.prometheus,
+            session=self.session,
+        )
+        report.metrics_problems.extend(problems)
+        self.check_predictions(policy_key.split("/", 1)[0], w, evidence, now)
+        case = Case(situation, evidence, self.state.histories.get(w.key, History()))
+        return Gathered(w, case, time.monotonic() - t0)
+
+    async def conclude(
+        self, gathered: Gathered, outcome: Outcome, spec: NegotiationPolicySpec, policy_key: str, report: RoundReport
+    ) -> float | None:
+        """Remember, record and act on one outcome; the seconds it took, or None when the workload
+        changed while it was negotiated (the next round decides on what it is now)."""
+        t0 = time.monotonic()
+        key, situation = gathered.workload.key, gathered.case.situation
+        async with self.state.lock(key):
+            w = self.state.workloads.get(key)
+            if w is None or Candidate(w.replicas, current_placement(spec, w)) != situation.current:
+                log.info("%s changed while it was negotiated; the next round decides on what it is now", key)
+                return None
+            now = situation.now
             namespace = policy_key.split("/", 1)[0]
-            self.check_predictions(namespace, w, evidence, now)
-            history = self.state.histories.get(w.key, History())
-            outcome = negotiate(
-                policy=spec, situation=situation, agents=table.seated, evidence=evidence, history=history
-            )
             keep = max(spec.bounds.scale_down_stabilization_seconds, spec.bounds.scale_up_stabilization_seconds)
-            self.state.histories[w.key] = history.remember(
+            self.state.histories[key] = gathered.case.history.remember(
                 now=now,
                 recommendation=outcome.recommendation if outcome.recommendation is not None else w.replicas,
                 changed=False,
@@ -256,6 +295,7 @@ class Negotiator:
                 now=now,
             )
             await self.settle(outcome, record, w, spec, policy_key, report)
+        return time.monotonic() - t0
 
     async def settle(
         self,
@@ -409,7 +449,8 @@ class Negotiator:
     def remember_predictions(self, namespace: str, w: WorkloadView, outcome: Outcome, now: float) -> None:
         for p in outcome.proposals:
             observability.CONFIDENCE.labels(namespace=namespace, agent=p.agent).set(p.confidence)
-        open_checks(self.state.checks, outcome.proposals, namespace=namespace, workload_key=w.key, now=now)
+        agents = [s.name for s in outcome.seats]
+        open_checks(self.state.checks, agents, outcome.prediction, namespace=namespace, workload_key=w.key, now=now)
 
     def check_predictions(
         self, namespace: str, w: WorkloadView, evidence: Mapping[str, EvidenceSet], now: float

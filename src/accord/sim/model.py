@@ -27,6 +27,9 @@ from typing import Protocol, runtime_checkable
 
 from accord.sim.trace import TICK_SECONDS, Trace
 
+# Ticks a preparing policy is handed ahead at a time.
+LOOKAHEAD = 1024
+
 INITIAL_UTILISATION = 0.7
 
 
@@ -85,34 +88,19 @@ class ReplayModel:
         return max(0.0, demand - ready * self.capacity) * TICK_SECONDS
 
 
-class View:
-    """What a policy may see at one tick: the past up to tick - 1, and the present counts.
+class Past:
+    """The demand a policy may see at one tick: ticks 0..tick - 1.
 
-    Reading demand or utilisation at or after `tick` raises, so a policy cannot see the future
-    even by mistake.
+    Reading demand at or after `tick` raises, so a policy cannot see the future even by mistake.
     """
 
-    __slots__ = ("_capacity", "_demand", "_ready", "now", "ready", "requested", "start", "tick")
+    __slots__ = ("_demand", "now", "start", "tick")
 
-    def __init__(
-        self,
-        *,
-        tick: int,
-        start: float,
-        requested: int,
-        ready: int,
-        demand: Sequence[float],
-        ready_history: Sequence[int],
-        capacity: float,
-    ) -> None:
+    def __init__(self, *, tick: int, start: float, demand: Sequence[float]) -> None:
         self.tick = tick
         self.start = start
         self.now = start + TICK_SECONDS * tick
-        self.requested = requested
-        self.ready = ready
         self._demand = demand
-        self._ready = ready_history
-        self._capacity = capacity
 
     def _check(self, k: int) -> None:
         if not 0 <= k < self.tick:
@@ -126,6 +114,36 @@ class View:
         self._check(k)
         return self._demand[k]
 
+    def series(self, since: float, until: float) -> tuple[tuple[float, float], ...]:
+        """(unix seconds, demand) of the visible ticks whose time lies in [since, until], oldest first."""
+        first = max(0, math.ceil((since - self.start) / TICK_SECONDS - 1e-9))
+        last = min(self.tick - 1, math.floor((until - self.start) / TICK_SECONDS + 1e-9))
+        start, demand = self.start, self._demand
+        return tuple((start + TICK_SECONDS * k, demand[k]) for k in range(first, last + 1))
+
+
+class View(Past):
+    """What a policy may see at one tick: the past up to tick - 1, and the present counts."""
+
+    __slots__ = ("_capacity", "_ready", "ready", "requested")
+
+    def __init__(
+        self,
+        *,
+        tick: int,
+        start: float,
+        requested: int,
+        ready: int,
+        demand: Sequence[float],
+        ready_history: Sequence[int],
+        capacity: float,
+    ) -> None:
+        super().__init__(tick=tick, start=start, demand=demand)
+        self.requested = requested
+        self.ready = ready
+        self._ready = ready_history
+        self._capacity = capacity
+
     def ready_at(self, k: int) -> int:
         """Ready pods at tick k < tick (after that tick's change)."""
         self._check(k)
@@ -136,13 +154,6 @@ class View:
         ready = self.ready_at(k)
         return math.inf if ready <= 0 else self._demand[k] / (ready * self._capacity)
 
-    def series(self, since: float, until: float) -> tuple[tuple[float, float], ...]:
-        """(unix seconds, demand) of the visible ticks whose time lies in [since, until], oldest first."""
-        first = max(0, math.ceil((since - self.start) / TICK_SECONDS - 1e-9))
-        last = min(self.tick - 1, math.floor((until - self.start) / TICK_SECONDS + 1e-9))
-        start, demand = self.start, self._demand
-        return tuple((start + TICK_SECONDS * k, demand[k]) for k in range(first, last + 1))
-
 
 class Policy(Protocol):
     """Anything that names a replica count at every tick from what it may see."""
@@ -151,6 +162,16 @@ class Policy(Protocol):
     def name(self) -> str: ...
 
     def decide(self, view: View) -> int: ...
+
+
+@runtime_checkable
+class Preparing(Protocol):
+    """A policy that can do work ahead: it is handed the pasts of the coming ticks, `LOOKAHEAD` at a
+    time, before deciding the first of them. It may only prepare what each of those ticks will
+    need from its own past (its forecasts); what it decides must not change (a test replays with
+    and without it, tick by tick)."""
+
+    def prepare(self, pasts: Sequence[Past]) -> None: ...
 
 
 @runtime_checkable
@@ -210,7 +231,10 @@ def replay(trace: Trace, policy: Policy, model: ReplayModel, *, progress: Progre
     unserved = 0.0
     actions = 0
     step = -(-n // 10)  # progress every tenth of the ticks
+    preparing = policy if isinstance(policy, Preparing) else None
     for t in range(n):
+        if preparing is not None and t % LOOKAHEAD == 0:
+            preparing.prepare([Past(tick=k, start=trace.start, demand=demand) for k in range(t, min(n, t + LOOKAHEAD))])
         ready = bisect_right(pods, t)
         view = View(
             tick=t,

@@ -39,7 +39,7 @@ from accord.negotiation.engine import negotiate
 from accord.negotiation.rules import History, close_enough
 from accord.negotiation.table import seat_agents
 from accord.negotiation.trust import PendingCheck, TrustState, open_checks, settle_checks
-from accord.sim.model import ReplayModel, View
+from accord.sim.model import Past, ReplayModel, View
 from accord.sim.trace import TICK_SECONDS
 
 DEFAULT_PLACEMENT = "default"
@@ -187,13 +187,28 @@ class Negotiated:
         self.trust = {f"{NAMESPACE}/{seat.name}": TrustState(trust=seat.trust) for seat, _ in self.seated}
         self.checks: list[PendingCheck] = []
         self.query = f"trace:{workload}"
+        self.ahead: dict[int, dict[str, EvidenceSet]] = {}  # evidence prepared for coming ticks
 
     def notes(self) -> dict[str, int]:
         return {f"verdict:{k}": v for k, v in sorted(self.verdicts.items())} | {
             f"approval:{k}": v for k, v in sorted(self.approvals.items())
         }
 
-    def evidence(self, view: View) -> dict[str, EvidenceSet]:
+    def prepare(self, pasts: Sequence[Past]) -> None:
+        """The evidence of the coming decision ticks, each from its own past, handed to the agents
+        ahead (`Agent.prepare`): the performance agent forecasts them all at once. Each tick then
+        uses exactly the evidence prepared for it."""
+        due = [p for p in pasts if p.tick % self.every == 0 and p.tick not in self.ahead]
+        for past in due:
+            self.ahead[past.tick] = self.evidence(past)
+        for seat, agent in self.seated:
+            agent.prepare(
+                [self.ahead[p.tick][seat.name] for p in due],
+                [p.now for p in due],
+                self.every * TICK_SECONDS,
+            )
+
+    def evidence(self, view: Past) -> dict[str, EvidenceSet]:
         """Each agent's evidence, answered from what the view shows: range queries are the demand trace."""
         found: dict[str, EvidenceSet] = {}
         now = view.now
@@ -215,6 +230,7 @@ class Negotiated:
         return found
 
     def decide(self, view: View) -> int:
+        prepared = self.ahead.pop(view.tick, None)
         approved = self.settle_pending(view.now)
         if approved is not None and approved != Candidate(view.requested, self.placement):
             return self.apply(approved, view.now)
@@ -232,7 +248,7 @@ class Negotiated:
             now=now,
             interval_seconds=self.every * TICK_SECONDS,
         )
-        evidence = self.evidence(view)
+        evidence = prepared if prepared is not None else self.evidence(view)
         if settle_checks(self.checks, self.trust, workload_key=self.workload, evidence=evidence, now=now):
             self.seated = tuple(
                 (replace(seat, trust=self.trust[f"{NAMESPACE}/{seat.name}"].trust), agent)
@@ -245,7 +261,8 @@ class Negotiated:
             evidence=evidence,
             history=self.history,
         )
-        open_checks(self.checks, outcome.proposals, namespace=NAMESPACE, workload_key=self.workload, now=now)
+        agents = [s.name for s, _ in self.seated]
+        open_checks(self.checks, agents, outcome.prediction, namespace=NAMESPACE, workload_key=self.workload, now=now)
         self.verdicts[outcome.verdict.value] += 1
         recommendation = outcome.recommendation if outcome.recommendation is not None else view.requested
         self.history = self.history.remember(
