@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord.agents.forecast import DAY, forecast_peak, holt, median_step
+from accord.agents.forecast import DAY, Query, forecast_peak, forecast_peaks, holt, median_step
 from tests.factories import NOW
 
 
@@ -252,3 +252,29 @@ def test_any_history_length_with_yesterday_gives_a_forecast(
     assert fc is not None
     assert fc.peak >= values[-1] - 1e-6 * max(1.0, values[-1])
     assert fc.samples == len(values)
+
+
+# --- many series at once -------------------------------------------------------------------------------------------
+
+
+def test_a_forecast_does_not_depend_on_the_series_forecast_beside_it() -> None:
+    """Series of every length, horizon and yesterday (shifted sample times, gaps, nothing) forecast in
+    one batch give exactly what each gives alone."""
+    rng = random.Random(11)
+    queries = []
+    for i in range(60):
+        n = rng.choice([1, 2, 5, 30, 60, 90])
+        now = NOW + 15.0 * (i % 4)
+        values = [rng.uniform(0.0, 500.0) + (40.0 * k if i % 3 == 0 else 0.0) for k in range(n)]
+        history = [(now - 60.0 * (n - 1 - k), v) for k, v in enumerate(values)]
+        if i % 7 == 0:
+            history[n // 2] = (history[n // 2][0], math.nan)
+        day_ago: list[tuple[float, float]] = []
+        if i % 2:
+            shift = 7.0 * i  # every series' yesterday on its own sample times
+            day_ago = [(now - DAY - 3600 + shift + 60.0 * k, rng.uniform(50.0, 400.0)) for k in range(0, 90, 1 + i % 3)]
+        queries.append(Query(history, now, rng.choice([0.0, 90.0, 600.0]), day_ago))
+    together = forecast_peaks(queries)
+    alone = [forecast_peak(q.history, now=q.now, horizon_seconds=q.horizon_seconds, day_ago=q.day_ago) for q in queries]
+    assert together == alone
+    assert any(f is not None and f.seasonal_peak is not None for f in together)

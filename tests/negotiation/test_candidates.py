@@ -4,7 +4,7 @@ import pytest
 
 from accord.agents.base import Candidate
 from accord.models.policy import Bounds
-from accord.negotiation.candidates import MAX_COUNTS, generate, replica_counts, replica_range
+from accord.negotiation.candidates import MAX_COUNTS, board, generate, replica_counts, replica_range
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,16 @@ def test_candidates_cover_every_placement_with_the_current_first() -> None:
     got = generate(bounds=bounds, current=Candidate(2, "legacy"), placements=["standard", "spot"])
     assert [c.placement for c in got[:3]] == ["legacy"] * 3
     assert set(got) == {Candidate(r, p) for r in (1, 2, 3) for p in ("legacy", "standard", "spot")}
+
+
+def test_a_board_holds_each_workloads_own_candidates() -> None:
+    """Candidates made for many workloads at once, each with its count, pool and wishes, are each one's own."""
+    bounds = Bounds(minReplicas=1, maxReplicas=300, maxStepUp=120, maxStepDown=40)
+    current = [
+        Candidate(r, p) for r, p in [(1, "standard"), (150, "spot"), (299, "legacy"), (5, "standard"), (400, "spot")]
+    ]
+    wishes = [(), (3, 290), (7,), (5, 5, 6), (1000,)]
+    made = board(bounds=bounds, current=current, placements=["standard", "spot"], wishes=wishes)
+    assert len(made) == len(current)
+    for row, (c, w) in enumerate(zip(current, wishes, strict=True)):
+        assert made.candidates(row) == generate(bounds=bounds, current=c, placements=["standard", "spot"], wishes=w)

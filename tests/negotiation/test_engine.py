@@ -12,7 +12,7 @@ from accord.agents.base import Candidate
 from accord.metrics.evidence import Evidence, Source
 from accord.models.negotiation import NegotiationSpec, Verdict, WorkloadRef
 from accord.models.policy import Protocol
-from accord.negotiation.engine import Outcome, Seat, negotiate
+from accord.negotiation.engine import Case, Outcome, Seat, negotiate, negotiate_many
 from accord.negotiation.record import build_record
 from accord.negotiation.rules import History
 from accord.negotiation.table import seat_agents
@@ -289,3 +289,57 @@ def test_a_distrusted_performance_agent_still_gets_the_capacity_it_needs() -> No
     )
     assert trusted.target.replicas >= 13  # 900/s at 70% of 100/s
     assert distrusted.target.replicas >= 13
+
+
+# --- many workloads at once --------------------------------------------------------------------------------------
+
+
+def varied_cases(count: int) -> list[Case]:
+    """Workloads unlike each other: counts, pools, sensitivity, demand (rising, falling, noisy, none), history."""
+    cases = []
+    for i in range(count):
+        level = 50.0 + 97.0 * (i % 13)
+        values = [level + (i % 5 - 2) * 7.0 * k + (31.0 if k % (2 + i % 3) == 0 else 0.0) for k in range(30 + i % 7)]
+        evidence: dict[str, dict[str, Evidence]] = {"performance": {"demand": demand(values)}} if i % 6 else {}
+        labels = {"app": f"w{i}", "data": "pii"} if i % 4 == 0 else {"app": f"w{i}"}
+        history = History(recommendations=((NOW - 30.0, 1 + i % 9),)) if i % 3 == 0 else History()
+        cases.append(
+            Case(
+                situation(replicas=1 + (i * 7) % 40, placement="spot" if i % 5 == 0 else "standard", labels=labels),
+                evidence,
+                history,
+            )
+        )
+    return cases
+
+
+@pytest.mark.parametrize("protocol", list(Protocol))
+def test_a_workloads_decision_does_not_depend_on_the_workloads_negotiated_beside_it(protocol: Protocol) -> None:
+    """The operator negotiates a policy's workloads in one batch; each must get what it would alone."""
+    spec = policy(
+        protocol=protocol.value,
+        rules={"requireApproval": {"placementChange": False, "stepReplicasAbove": 6}, "minConfidence": 0.2},
+    )
+    specs = agent_specs(
+        security={
+            "type": "security",
+            "veto": True,
+            "security": {
+                "sensitiveSelector": {"matchLabels": {"data": "pii"}},
+                "requiredNodeLabels": {"accord.dev/hardened": "true"},
+            },
+        }
+    )
+    table = seat_agents(spec, specs, trust={"performance": 0.6, "cost": 0.9})
+    cases = varied_cases(40)
+    together = negotiate_many(policy=spec, cases=cases, agents=table.seated)
+    ref = WorkloadRef(kind="Deployment", namespace="shop", name="web")
+    for case, outcome in zip(cases, together, strict=True):
+        alone = negotiate(
+            policy=spec, situation=case.situation, agents=table.seated, evidence=case.evidence, history=case.history
+        )
+        assert (outcome.verdict, outcome.target, outcome.reason) == (alone.verdict, alone.target, alone.reason)
+        assert outcome.confidence == alone.confidence
+        records = [build_record(o, workload=ref, policy="shop/p", mode="enforce", now=NOW) for o in (outcome, alone)]
+        assert records[0] == records[1]
+    assert {o.verdict for o in together} >= {Verdict.APPLY, Verdict.PENDING_APPROVAL, Verdict.NO_CHANGE}

@@ -10,6 +10,7 @@ import yaml
 from accord.agents.performance import UPPER_ALLOWANCE
 from accord.models.policy import NegotiationPolicySpec
 from accord.negotiation import engine
+from accord.sim import model as model_module
 from accord.sim import negotiated
 from accord.sim.baselines import Hpa
 from accord.sim.model import ReplayModel, replay
@@ -206,3 +207,28 @@ def test_trust_is_learnt_in_a_replay_as_the_operator_learns_it() -> None:
     assert erratic.trust["replay/performance"].trust < 1.0
     seat = next(seat for seat, _ in erratic.seated if seat.name == "performance")
     assert seat.trust == erratic.trust["replay/performance"].trust  # and the engine weighs it so
+
+
+class Unprepared:
+    """The same policy, never handed the coming ticks ahead: it builds each tick's evidence then."""
+
+    def __init__(self, policy: Negotiated) -> None:
+        self.policy = policy
+        self.name = policy.name
+
+    def decide(self, view: Any) -> int:
+        return self.policy.decide(view)
+
+    def notes(self) -> dict[str, int]:
+        return self.policy.notes()
+
+
+def test_preparing_ahead_changes_no_decision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forecasts made ahead for the coming ticks, in batches, give the very decisions made tick by tick."""
+    monkeypatch.setattr(model_module, "LOOKAHEAD", 50)  # several batches, and ticks at their edges
+    t = make_trace("steps", steps_and_spikes(hours=5), peak_pods=20, capacity=100)
+    prepared = replay(t, accord(), MODEL)
+    alone = replay(t, Unprepared(accord()), MODEL)
+    assert prepared.requested == alone.requested
+    assert prepared.notes == alone.notes
+    assert len(set(prepared.requested)) > 3  # it did scale

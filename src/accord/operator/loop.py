@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -285,31 +285,30 @@ class Negotiator:
                 ", ".join(f"{p.agent}:{p.utility(outcome.target):.2f}/{p.confidence:.2f}" for p in outcome.proposals),
                 ", ".join(g.rule for g in outcome.gates),
             )
-            record = build_record(
+            ref = WorkloadRef.model_validate({"kind": w.kind, "namespace": w.namespace, "name": w.name, "uid": w.uid})
+            await self.settle(
                 outcome,
-                workload=WorkloadRef.model_validate(
-                    {"kind": w.kind, "namespace": w.namespace, "name": w.name, "uid": w.uid}
-                ),
-                policy=policy_key,
-                mode=spec.mode.value,
-                now=now,
+                lambda: build_record(outcome, workload=ref, policy=policy_key, mode=spec.mode.value, now=now),
+                w,
+                spec,
+                policy_key,
+                report,
             )
-            await self.settle(outcome, record, w, spec, policy_key, report)
         return time.monotonic() - t0
 
     async def settle(
         self,
         outcome: Outcome,
-        record: NegotiationSpec,
+        write_record: Callable[[], NegotiationSpec],
         w: WorkloadView,
         spec: NegotiationPolicySpec,
         policy_key: str,
         report: RoundReport,
     ) -> None:
-        """Record the outcome when it changes something or needs a person, then act on it."""
+        """Record the outcome when it changes something or needs a person, then act on it. The record
+        is written only then: most rounds change nothing, and a record is the costly part of one."""
         latest = self.state.latest.get(w.key)
         pending = self.state.pending.get(w.key)
-        sig = signature(record)
         limit = spec.history_limit
         if outcome.verdict is Verdict.NO_CHANGE:
             # Only a real agreement on the status quo retires a pending decision; "no change because
@@ -317,6 +316,8 @@ class Negotiator:
             if pending is not None and not outcome.gates:
                 await self.supersede(pending.namespace, pending.name, "the agents now agree to keep the current state")
             return
+        record = write_record()
+        sig = signature(record)
         if outcome.verdict in VERDICT_PHASE:
             if latest is not None and latest.signature == sig and latest.phase == VERDICT_PHASE[outcome.verdict].value:
                 return
