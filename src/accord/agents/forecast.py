@@ -53,6 +53,8 @@ MIN_ALIKE = 10
 # How far back yesterday's level is averaged, before the moment a day ago.
 YESTERDAY_LEVEL_SECONDS = 600.0
 
+# Keys of series searched together stay below this (64-bit integers).
+KEY_ROOM = 2**62
 # Up to this many series, Holt's recursion runs on plain floats, one series at a time.
 FEW = 8
 
@@ -521,13 +523,38 @@ def _in_time_order(stamps: Floats, values: Floats, lengths: Ints) -> None:
         values[r, :n] = values[r, order]
 
 
-@dataclass(frozen=True, slots=True)
 class _Yesterday:
-    """Yesterday's samples of many series (each in time order, padded), with prefix sums for window means."""
+    """Yesterday's samples of many series (each in time order, padded), ready for window means and
+    for binary searches within every series at once.
 
-    stamps: Floats  # (series, samples)
-    values: Floats
-    lengths: Ints
+    Times are compared at a microsecond's resolution (Prometheus keeps milliseconds): each series'
+    times become integer keys in a range of its own, so one search over all keys finds, for every
+    series, how many of its samples lie before a moment.
+    """
+
+    __slots__ = ("lengths", "origin", "segments", "stride", "sums", "top", "values")
+
+    def __init__(self, stamps: Floats, values: Floats, lengths: Ints) -> None:
+        count, width = values.shape
+        self.values, self.lengths = values, lengths
+        self.sums = np.zeros((count, width + 1))
+        np.cumsum(values, axis=1, out=self.sums[:, 1:])
+        filled = _filled(lengths, width)
+        # Per group of series whose keys fit in 64 bits together: its rows, and their keys in order.
+        self.segments: list[tuple[slice, Ints]] = []
+        self.origin, self.top, self.stride = 0.0, 0, 1
+        if not filled.any():
+            return
+        origin = float(stamps[filled].min())
+        top = int(np.rint((float(stamps[filled].max()) - origin) * 1e6))
+        stride = top + 3  # room for a moment before every sample (0) and after them all (top + 2)
+        micros = np.rint((stamps - origin) * 1e6).astype(np.int64) + 1
+        rows = max(1, KEY_ROOM // stride)
+        self.origin, self.top, self.stride = origin, top, stride
+        for first in range(0, count, rows):
+            part = slice(first, min(count, first + rows))
+            local = np.arange(part.stop - first, dtype=np.int64)[:, None] * stride
+            self.segments.append((part, (local + micros[part])[filled[part]]))
 
     def windows(self, moments: Floats, horizon: Floats) -> tuple[Floats, Floats, Flags]:
         """At each moment a day ago (series, moments): the mean over the ten minutes up to it, the
@@ -538,10 +565,8 @@ class _Yesterday:
         hi = self.count_before(anchor + horizon[:, None], inclusive=True)
         ok = (lo < mid) & (mid < hi)
         count, width = self.values.shape
-        sums = np.zeros((count, width + 1))
-        np.cumsum(self.values, axis=1, out=sums[:, 1:])
         series = np.arange(count)[:, None]
-        base = (sums[series, mid] - sums[series, lo]) / np.maximum(mid - lo, 1)
+        base = (self.sums[series, mid] - self.sums[series, lo]) / np.maximum(mid - lo, 1)
         peak = np.full(mid.shape, -np.inf)
         span = int((hi - mid)[ok].max()) if ok.any() else 0
         for k in range(span):
@@ -551,29 +576,12 @@ class _Yesterday:
         return base, peak, ok
 
     def count_before(self, moments: Floats, *, inclusive: bool) -> Ints:
-        """Per series, how many of its samples lie before each of its moments (at or before, if
-        inclusive): a binary search within each series, all series at once. Times are compared at
-        a microsecond's resolution (Prometheus keeps milliseconds)."""
-        count, width = self.stamps.shape
-        filled = _filled(self.lengths, width)
-        if not filled.any():
-            return np.zeros(moments.shape, dtype=np.int64)
-        span = float(np.ptp(np.concatenate([self.stamps[filled], moments.ravel()])))
-        fits = max(1, int(2**62 // (span * 1e6 + 2)))  # series whose keys fit in 64 bits together
-        if count > fits:
-            return np.concatenate(
-                [
-                    _Yesterday(
-                        self.stamps[i : i + fits], self.values[i : i + fits], self.lengths[i : i + fits]
-                    ).count_before(moments[i : i + fits], inclusive=inclusive)
-                    for i in range(0, count, fits)
-                ]
-            )
-        origin = min(float(self.stamps[filled].min()), float(moments.min()))
-        top = max(float(self.stamps[filled].max()), float(moments.max()))
-        stride = int(np.rint((top - origin) * 1e6)) + 1  # each series' keys lie in its own range
-        rows = np.arange(count, dtype=np.int64)
-        keys = rows[:, None] * stride + np.rint((self.stamps - origin) * 1e6).astype(np.int64)
-        asked = rows[:, None] * stride + np.rint((moments - origin) * 1e6).astype(np.int64)
-        found = np.searchsorted(keys[filled], asked, side="right" if inclusive else "left")
-        return found - (np.cumsum(self.lengths) - self.lengths)[:, None]
+        """Per series, how many of its samples lie before each of its moments (at or before, if inclusive)."""
+        found = np.zeros(moments.shape, dtype=np.int64)
+        starts = np.cumsum(self.lengths) - self.lengths
+        for part, keys in self.segments:
+            asked = np.clip(np.rint((moments[part] - self.origin) * 1e6), -1, self.top + 1).astype(np.int64) + 1
+            asked += np.arange(part.stop - part.start, dtype=np.int64)[:, None] * self.stride
+            found[part] = np.searchsorted(keys, asked, side="right" if inclusive else "left")
+            found[part] -= (starts[part] - starts[part.start])[:, None]
+        return found

@@ -61,7 +61,7 @@ class SecurityAgent(Agent[SecuritySettings]):
         signal: list[bool] = []
         confidence = np.ones(count)
         for i, (sit, ev) in enumerate(zip(situations, evidence, strict=True)):
-            sensitive.append(s.sensitive_selector.matches(dict(sit.labels)))
+            sensitive.append(s.sensitive_selector.matches(sit.labels))
             signal_evidence = ev.get("security_signal")
             signal.append(
                 bool(signal_evidence is not None and signal_evidence.value is not None and signal_evidence.value > 0)
@@ -88,7 +88,9 @@ class SecurityAgent(Agent[SecuritySettings]):
 
         barred = np.zeros((count, len(board.pools)), dtype=np.bool_)
         rows, columns = np.nonzero(board.valid)
-        for i, code in set(zip(rows.tolist(), board.pool[rows, columns].tolist(), strict=True)):
+        barred[rows, board.pool[rows, columns]] = True  # the pools each workload has candidates on, for now
+        seen, codes = np.nonzero(barred)
+        for i, code in zip(seen.tolist(), codes.tolist(), strict=True):
             barred[i, code] = bool(problems(i, code))
         flagged = np.array(signal, dtype=np.bool_).reshape(count)
         floor = flagged[:, None] & (board.replicas < s.min_replicas_during_signal)

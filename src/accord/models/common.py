@@ -7,6 +7,7 @@ bounds become OpenAPI validation, so they are written for the person reading the
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -85,7 +86,7 @@ class LabelSelector(Model):
         default_factory=list, description="Set-based requirements, all of which must hold."
     )
 
-    def matches(self, labels: dict[str, str]) -> bool:
+    def matches(self, labels: Mapping[str, str]) -> bool:
         if any(labels.get(k) != v for k, v in self.match_labels.items()):
             return False
         for req in self.match_expressions:

@@ -135,8 +135,9 @@ def gates_for_change(
         recent = sum(1 for t in history.changes if t >= now - 3600)
         if recent >= limit:
             gates.append(Gate("changeBudget", "hold", f"{recent} changes in the last hour; the budget is {limit}"))
-    moment = datetime.fromtimestamp(now, tz=UTC)
+    moment = datetime.fromtimestamp(now, tz=UTC) if rules.freeze_windows else None
     for window in rules.freeze_windows:
+        assert moment is not None
         opened = window.opened_at(moment)
         if opened is None:
             continue

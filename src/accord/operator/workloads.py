@@ -77,7 +77,7 @@ def selects(policy: NegotiationPolicySpec, policy_namespace: str, workload: Work
         return False
     if workload.kind not in {k.value for k in policy.kinds}:
         return False
-    return policy.selector.matches(dict(workload.labels))
+    return policy.selector.matches(workload.labels)
 
 
 def current_placement(policy: NegotiationPolicySpec, workload: WorkloadView) -> str:
