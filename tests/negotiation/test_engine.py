@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord.agents.base import Candidate
-from accord.metrics.evidence import Evidence, Source
+from accord.agents.base import Candidate, Proposal, Situation
+from accord.metrics.evidence import Evidence, EvidenceSet, Source
 from accord.models.negotiation import NegotiationSpec, Verdict, WorkloadRef
 from accord.models.policy import Protocol
-from accord.negotiation.engine import Case, Outcome, Seat, negotiate, negotiate_many
+from accord.negotiation.engine import Case, Outcome, Seat, negotiate, negotiate_each, negotiate_many
 from accord.negotiation.record import build_record
 from accord.negotiation.rules import History
 from accord.negotiation.table import seat_agents
@@ -343,3 +345,28 @@ def test_a_workloads_decision_does_not_depend_on_the_workloads_negotiated_beside
         records = [build_record(o, workload=ref, policy="shop/p", mode="enforce", now=NOW) for o in (outcome, alone)]
         assert records[0] == records[1]
     assert {o.verdict for o in together} >= {Verdict.APPLY, Verdict.PENDING_APPROVAL, Verdict.NO_CHANGE}
+
+
+class Brittle(ScriptedAgent):
+    """An agent that fails on one workload's input."""
+
+    def propose(self, situation: Situation, candidates: Sequence[Candidate], evidence: EvidenceSet) -> Proposal:
+        if situation.name == "bad":
+            raise ValueError("cannot read this workload's evidence")
+        return super().propose(situation, candidates, evidence)
+
+
+def test_a_workload_an_agent_fails_on_costs_only_that_workload_its_round() -> None:
+    spec = policy(agents=[{"name": "likes-more"}, {"name": "brittle"}])
+    agents = seated(ScriptedAgent("likes-more", lambda c: c.replicas / 50), Brittle("brittle", lambda c: 1.0))
+    cases = [Case(replace(situation(replicas=3 + i), name="bad" if i == 2 else f"w{i}"), {}) for i in range(5)]
+    with pytest.raises(ValueError, match="cannot read"):
+        negotiate_many(policy=spec, cases=cases, agents=agents)
+    found = negotiate_each(policy=spec, cases=cases, agents=agents)
+    assert isinstance(found[2], ValueError)
+    for i in (0, 1, 3, 4):
+        outcome = found[i]
+        assert isinstance(outcome, Outcome)
+        alone = negotiate(policy=spec, situation=cases[i].situation, agents=agents, evidence={})
+        assert (outcome.verdict, outcome.target, outcome.reason) == (alone.verdict, alone.target, alone.reason)
+        assert outcome.target.replicas > cases[i].situation.current.replicas  # it did decide: more, as asked

@@ -245,6 +245,27 @@ def negotiate_many(
     return outcomes
 
 
+def negotiate_each(
+    *, policy: NegotiationPolicySpec, cases: Sequence[Case], agents: Sequence[tuple[Seat, Agent[Model]]]
+) -> list[Outcome | Exception]:
+    """`negotiate_many`, where a workload whose negotiation fails gets its error instead of an outcome.
+
+    A batch that fails is negotiated again one workload at a time, so that one workload's bad
+    input (an agent that raises on it) costs that workload its round and nobody else theirs.
+    """
+    try:
+        return list(negotiate_many(policy=policy, cases=cases, agents=agents))
+    except Exception:  # one of them: find it by negotiating each alone
+        log.warning("negotiating %d workloads together failed; negotiating each alone", len(cases), exc_info=True)
+    found: list[Outcome | Exception] = []
+    for case in cases:
+        try:
+            found.extend(negotiate_many(policy=policy, cases=[case], agents=agents))
+        except Exception as exc:
+            found.append(exc)
+    return found
+
+
 def _negotiate_batch(
     policy: NegotiationPolicySpec, cases: Sequence[Case], agents: Sequence[tuple[Seat, Agent[Model]]]
 ) -> list[Outcome]:

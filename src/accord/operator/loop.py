@@ -30,7 +30,7 @@ from accord.models.common import from_wire
 from accord.models.errors import describe_validation_error
 from accord.models.negotiation import NegotiationSpec, Phase, Verdict, WorkloadRef
 from accord.models.policy import Mode, NegotiationPolicySpec
-from accord.negotiation.engine import Case, Outcome, negotiate_many
+from accord.negotiation.engine import Case, Outcome, negotiate_each
 from accord.negotiation.record import build_record
 from accord.negotiation.rules import History, close_enough
 from accord.negotiation.table import Table, seat_agents
@@ -176,8 +176,21 @@ class Negotiator:
         gathered = await asyncio.gather(
             *(guarded(w, self.prepare(w, spec, key, table, report), "gathering evidence") for w in active)
         )
-        ready = [g for g in gathered if g is not None]
-        outcomes = negotiate_many(policy=spec, cases=[g.case for g in ready], agents=table.seated)
+        gathered_ok = [g for g in gathered if g is not None]
+        ready: list[Gathered] = []
+        outcomes: list[Outcome] = []
+        for g, outcome in zip(
+            gathered_ok,
+            negotiate_each(policy=spec, cases=[g.case for g in gathered_ok], agents=table.seated),
+            strict=True,
+        ):
+            if isinstance(outcome, Exception):
+                report.failed += 1
+                observability.WORKLOAD_ERRORS.labels(policy=key).inc()
+                log.warning("negotiation for %s failed and it is skipped this round: %r", g.workload.key, outcome)
+            else:
+                ready.append(g)
+                outcomes.append(outcome)
         concluded = await asyncio.gather(
             *(
                 guarded(g.workload, self.conclude(g, o, spec, key, report), "acting")
