@@ -353,3 +353,21 @@ def test_custom_demand_query_is_requested() -> None:
 def test_same_inputs_give_the_same_proposal() -> None:
     evidence = {"demand": demand(level=320, slope=3)}
     assert agent().propose(situation(), CANDIDATES, evidence) == agent().propose(situation(), CANDIDATES, evidence)
+
+
+def test_one_demand_series_read_at_two_moments_is_forecast_for_each() -> None:
+    """A caller may hand the same evidence for two moments in one batch: each gets its own forecast."""
+    series = demand(level=500.0, slope=40.0, minutes=40, now=NOW)
+    early, late = situation(now=NOW - 600.0), situation(now=NOW)
+    together = agent().needs([early, late], [{"demand": series}, {"demand": series}])
+    alone = [agent().needs([s], [{"demand": series}])[0] for s in (early, late)]
+    assert together == alone
+    assert together[0] is not None and together[1] is not None
+    assert together[0].forecast != together[1].forecast  # the early moment does not see the last ten minutes
+
+
+def test_a_need_beyond_any_count_is_met_with_the_most_pods_without_overflowing() -> None:
+    huge = demand(level=1e22, minutes=20)
+    candidates = [Candidate(r, "standard") for r in (1, 10, 100)]
+    proposal = agent().propose(situation(replicas=10), candidates, {"demand": huge})
+    assert proposal.ideal == Candidate(100, "standard")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -370,3 +371,22 @@ def test_a_workload_an_agent_fails_on_costs_only_that_workload_its_round() -> No
         alone = negotiate(policy=spec, situation=cases[i].situation, agents=agents, evidence={})
         assert (outcome.verdict, outcome.target, outcome.reason) == (alone.verdict, alone.target, alone.reason)
         assert outcome.target.replicas > cases[i].situation.current.replicas  # it did decide: more, as asked
+
+
+def test_a_policy_with_no_agent_seated_keeps_the_workload_as_it_is() -> None:
+    outcome = negotiate(policy=policy(), situation=situation(replicas=4), agents=[], evidence={})
+    assert outcome.verdict is Verdict.NO_CHANGE
+    assert outcome.target == Candidate(4, "standard")
+
+
+def test_a_nan_score_from_a_custom_agent_neither_wins_nor_passes_a_veto() -> None:
+    """A custom agent's infinite utility times a weight of 0 scores NaN: no utility, not a winner; the
+    vetoed candidate stays vetoed and the other agent decides."""
+    spec = policy(agents=[{"name": "odd"}, {"name": "judge"}], protocol="weighted")
+    odd = ScriptedAgent("odd", lambda c: math.inf if c.replicas < 6 else 0.5)
+    judge = ScriptedAgent("judge", lambda c: c.replicas / 20, veto=lambda c: c.replicas == 1)
+    agents = seated(odd, judge, weights=[0.0, 1.0])
+    outcome = negotiate(policy=spec, situation=situation(replicas=3), agents=agents, evidence={})
+    assert outcome.target.replicas != 1
+    assert outcome.verdict is not Verdict.IMPASSE
+    assert outcome.target.replicas == max(c.replicas for c in outcome.feasible)

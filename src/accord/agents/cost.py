@@ -96,8 +96,10 @@ class CostAgent(Agent[CostSettings]):
         unit = np.where(present, prices, np.inf).min(axis=1, initial=np.inf)
         unit = np.where(np.isinf(unit) | (unit == 0), 1e-9, unit)
         utilities = np.where(allowed, (low + unit)[:, None] / (spend + unit[:, None]), np.nan)
+        # Prices read from Prometheus age and can be checked; a price from elsewhere is taken as given.
+        measured = [[e for e in found if e.source is Source.PROMETHEUS] for found in sources]
         confidence = np.ones(count)
-        for i, live in enumerate(sources):
+        for i, live in enumerate(measured):
             if live:
                 confidence[i] = min(freshness(e.age(situations[i].now), PRICE_STALE_SECONDS) for e in live)
         cheapest = self._cheapest(board, spend, allowed)
@@ -127,7 +129,7 @@ class CostAgent(Agent[CostSettings]):
             return Explanation(why, (*sources[row], listed), predict(row))
 
         def predict(row: int) -> Prediction | None:
-            if not sources[row]:
+            if not measured[row]:
                 return None
             sit = situations[row]
             own = int(board.current_pool[row])

@@ -33,7 +33,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +55,7 @@ YESTERDAY_LEVEL_SECONDS = 600.0
 
 # Keys of series searched together stay below this (64-bit integers).
 KEY_ROOM = 2**62
+INT64_MIN = -(2**63)
 # Up to this many series, Holt's recursion runs on plain floats, one series at a time.
 FEW = 8
 
@@ -527,34 +528,39 @@ class _Yesterday:
     """Yesterday's samples of many series (each in time order, padded), ready for window means and
     for binary searches within every series at once.
 
-    Times are compared at a microsecond's resolution (Prometheus keeps milliseconds): each series'
-    times become integer keys in a range of its own, so one search over all keys finds, for every
-    series, how many of its samples lie before a moment.
+    Each time becomes an integer in the order of the floats (`ordered`: exact, so a search finds what
+    a search over the floats would) and each series' integers are shifted into a range of their own,
+    so one search over all of them finds, for every series, how many samples lie before a moment.
     """
 
-    __slots__ = ("lengths", "origin", "segments", "stride", "sums", "top", "values")
+    __slots__ = ("lengths", "origin", "segments", "stamps", "stride", "sums", "top", "values")
 
     def __init__(self, stamps: Floats, values: Floats, lengths: Ints) -> None:
         count, width = values.shape
-        self.values, self.lengths = values, lengths
+        self.stamps, self.values, self.lengths = stamps, values, lengths
         self.sums = np.zeros((count, width + 1))
         np.cumsum(values, axis=1, out=self.sums[:, 1:])
         filled = _filled(lengths, width)
-        # Per group of series whose keys fit in 64 bits together: its rows, and their keys in order.
-        self.segments: list[tuple[slice, Ints]] = []
-        self.origin, self.top, self.stride = 0.0, 0, 1
+        # Groups of series whose shifted keys fit in 64 bits together: their rows, and keys in order.
+        # None: the times span too wide a range to shift; each series is searched on its own.
+        self.segments: list[tuple[slice, Ints]] | None = []
+        self.origin, self.top, self.stride = 0, 0, 1
         if not filled.any():
             return
-        origin = float(stamps[filled].min())
-        top = int(np.rint((float(stamps[filled].max()) - origin) * 1e6))
+        keys = ordered(stamps)
+        origin, last = int(keys[filled].min()), int(keys[filled].max())
+        if last - origin > KEY_ROOM // 4:
+            self.segments = None
+            return
+        top = last - origin
         stride = top + 3  # room for a moment before every sample (0) and after them all (top + 2)
-        micros = np.rint((stamps - origin) * 1e6).astype(np.int64) + 1
-        rows = max(1, KEY_ROOM // stride)
         self.origin, self.top, self.stride = origin, top, stride
+        shifted = keys - (origin - 1)
+        rows = max(1, KEY_ROOM // stride)
         for first in range(0, count, rows):
             part = slice(first, min(count, first + rows))
             local = np.arange(part.stop - first, dtype=np.int64)[:, None] * stride
-            self.segments.append((part, (local + micros[part])[filled[part]]))
+            self.segments.append((part, (local + shifted[part])[filled[part]]))
 
     def windows(self, moments: Floats, horizon: Floats) -> tuple[Floats, Floats, Flags]:
         """At each moment a day ago (series, moments): the mean over the ten minutes up to it, the
@@ -577,11 +583,25 @@ class _Yesterday:
 
     def count_before(self, moments: Floats, *, inclusive: bool) -> Ints:
         """Per series, how many of its samples lie before each of its moments (at or before, if inclusive)."""
+        side: Literal["left", "right"] = "right" if inclusive else "left"
         found = np.zeros(moments.shape, dtype=np.int64)
+        if self.segments is None:
+            for r, n in enumerate(self.lengths.tolist()):
+                found[r] = np.searchsorted(self.stamps[r, :n], moments[r], side=side)
+            return found
         starts = np.cumsum(self.lengths) - self.lengths
+        low, high = self.origin - 1, self.origin + self.top + 1
         for part, keys in self.segments:
-            asked = np.clip(np.rint((moments[part] - self.origin) * 1e6), -1, self.top + 1).astype(np.int64) + 1
+            asked = np.clip(ordered(moments[part]), low, high) - low
             asked += np.arange(part.stop - part.start, dtype=np.int64)[:, None] * self.stride
-            found[part] = np.searchsorted(keys, asked, side="right" if inclusive else "left")
+            found[part] = np.searchsorted(keys, asked, side=side)
             found[part] -= (starts[part] - starts[part.start])[:, None]
         return found
+
+
+def ordered(x: Floats) -> Ints:
+    """64-bit integers in the order of the floats (not NaN), equal exactly where the floats are equal:
+    the bits of a non-negative float already sort as integers; a negative float's are turned around."""
+    bits = np.ascontiguousarray(x, dtype=np.float64).view(np.int64)
+    keys: Ints = np.where(bits >= 0, bits, np.int64(INT64_MIN) - bits)
+    return keys

@@ -44,6 +44,8 @@ MIN_SAMPLES = 10
 # How far above the target the forecast's upper bound may take utilisation: 15% (0.7 -> 0.805).
 UPPER_ALLOWANCE = 0.15
 USED = frozenset({"demand", "demand_day_ago", "latency"})
+# Beyond any bound a policy can set, and within 64-bit integers: a need larger than this is this.
+MOST_REPLICAS = 2**40
 # What a forecast is made from: the demand series, yesterday's, the time and the horizon.
 Asked = tuple[Evidence | None, Evidence | None, float, float]
 
@@ -53,9 +55,10 @@ class PerformanceAgent(Agent[PerformanceSettings]):
 
     def __init__(self, name: str, settings: PerformanceSettings) -> None:
         super().__init__(name, settings)
-        # Forecasts made for the last batch, and those prepared ahead, by the demand series' identity.
-        self._recent: dict[int, tuple[Asked, Forecast | None]] = {}
-        self._prepared: dict[int, tuple[Asked, Forecast | None]] = {}
+        # Forecasts made for the last batch, and those prepared ahead, by the demand series' identity,
+        # the time and the horizon (the inputs are kept with them and checked on every use).
+        self._recent: dict[tuple[int, float, float], tuple[Asked, Forecast | None]] = {}
+        self._prepared: dict[tuple[int, float, float], tuple[Asked, Forecast | None]] = {}
 
     def evidence_needed(self) -> tuple[EvidenceRequest, ...]:
         s = self.settings
@@ -132,8 +135,9 @@ class PerformanceAgent(Agent[PerformanceSettings]):
             found.append(Need(needed, forecast, a[3], by_latency))
         return found
 
-    def _forecasts(self, asked: Sequence[Asked]) -> dict[int, tuple[Asked, Forecast | None]]:
-        """Forecasts of demand series (with yesterday's, when seasonal), by the series' identity."""
+    def _forecasts(self, asked: Sequence[Asked]) -> dict[tuple[int, float, float], tuple[Asked, Forecast | None]]:
+        """Forecasts of demand series (with yesterday's, when seasonal), by the series' identity, the time
+        and the horizon."""
         seasonal = self.settings.seasonality
         queries = []
         for demand, day_ago, now, horizon in asked:
@@ -141,12 +145,12 @@ class PerformanceAgent(Agent[PerformanceSettings]):
             queries.append(
                 Query(demand.series, now, horizon, day_ago.series if day_ago is not None and seasonal else ())
             )
-        return {id(a[0]): (a, fc) for a, fc in zip(asked, forecast_peaks(queries), strict=True)}
+        return {(id(a[0]), a[2], a[3]): (a, fc) for a, fc in zip(asked, forecast_peaks(queries), strict=True)}
 
     def _known(self, asked: Asked) -> Forecast | None:
         """The forecast already made for these very inputs, if any."""
         for made in (self._recent, self._prepared):
-            hit = made.get(id(asked[0]))
+            hit = made.get((id(asked[0]), asked[2], asked[3]))
             if hit is not None:
                 (demand, day_ago, now, horizon), fc = hit
                 if demand is asked[0] and day_ago is asked[1] and now == asked[2] and horizon == asked[3]:
@@ -161,7 +165,7 @@ class PerformanceAgent(Agent[PerformanceSettings]):
         needs = self.needs(situations, evidence)
         count = len(situations)
         known = np.array([n is not None for n in needs], dtype=np.bool_)
-        needed = np.array([0 if n is None else n.replicas for n in needs], dtype=np.int64)
+        needed = np.array([0 if n is None else min(n.replicas, MOST_REPLICAS) for n in needs], dtype=np.int64)
         # When no candidate serves the demand, the most pods on the table are the best there is, and
         # the rest are scored against them: a need beyond reach must pull toward capacity, not leave
         # every candidate scored near zero for the other agents to decide between.

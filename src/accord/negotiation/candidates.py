@@ -19,6 +19,7 @@ from accord.models.policy import Bounds
 MAX_COUNTS = 40
 ABSENT = -1  # no count (counts are never negative)
 LAST = INT_MAX  # sorts after every count
+LARGEST = 2**40  # beyond any bound: a wish above it is clamped to the bounds all the same
 
 
 def replica_range(bounds: Bounds, current: int) -> tuple[int, int]:
@@ -49,7 +50,7 @@ def count_table(bounds: Bounds, current: Ints, wishes: Sequence[Sequence[int]]) 
     most = max((len(w) for w in wishes), default=0)
     asked = np.full((len(current), most), ABSENT, dtype=np.int64)
     for i, w in enumerate(wishes):
-        asked[i, : len(w)] = w
+        asked[i, : len(w)] = [min(max(x, 0), LARGEST) for x in w]  # clamped to the bounds below anyway
     asked = np.where(asked == ABSENT, ABSENT, np.clip(asked, low[:, None], high[:, None]))
     inside = (low <= current) & (current <= high)
     kept = np.column_stack([low, high, np.where(inside, current, ABSENT), asked])

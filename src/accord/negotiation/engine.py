@@ -304,7 +304,8 @@ def _negotiate_batch(
         utilities=utilities,
     )
     agreements = agree_board(policy.protocol, board, feasible, ballot, tolerance=policy.lexicographic_tolerance)
-    missing = (voting & np.array([s.metrics_missing for s in scores]).reshape(voting.shape)).any(axis=0)
+    unmeasured = np.array([s.metrics_missing for s in scores], dtype=np.bool_).reshape(voting.shape)
+    missing: Flags = np.any(voting & unmeasured, axis=0)
     rows = range(len(cases))
     agreed_columns = agreements.columns.tolist()
     settled: list[tuple[int, str, Gate | None]] = []

@@ -88,7 +88,9 @@ class Ballot:
     def weighted_sum(self, voters: Sequence[int] | None = None) -> Floats:
         """Sum of weight times utility over the voters with a say."""
         chosen = slice(None) if voters is None else list(voters)
-        return self.over_voters(self.weights[chosen][:, :, None] * self.utilities[chosen], chosen)
+        with np.errstate(invalid="ignore"):  # a weight of 0 times a custom agent's inf: NaN, counted as lowest
+            terms = self.weights[chosen][:, :, None] * self.utilities[chosen]
+        return self.over_voters(terms, chosen)
 
     def totals(self) -> Floats:
         """Sum of utilities over the voters with a say (the first tie-break)."""
@@ -129,11 +131,18 @@ class Agreements:
 
 def pick(board: Board, allowed: Flags, ballot: Ballot, scores: Floats) -> Ints:
     """Each row's allowed column of highest (score, sum of utilities, then `Board.first_by_tiebreak`)."""
-    masked = np.where(allowed, scores, -np.inf)
+    masked = _or_lowest(allowed, scores)
     ties = allowed & (masked == masked.max(axis=1, initial=-np.inf)[:, None])
-    totals = np.where(ties, ballot.totals(), -np.inf)
+    totals = _or_lowest(ties, ballot.totals())
     ties &= totals == totals.max(axis=1, initial=-np.inf)[:, None]
     return np.where(allowed.any(axis=1), board.first_by_tiebreak(ties), -1)
+
+
+def _or_lowest(allowed: Flags, scores: Floats) -> Floats:
+    """The scores of the allowed cells, -inf elsewhere; a NaN score (a custom agent's, or inf - inf)
+    counts as the lowest, so that it can neither win nor keep every other cell from winning."""
+    lowest: Floats = np.where(allowed & ~np.isnan(scores), scores, -np.inf)
+    return lowest
 
 
 def nash_scores(ballot: Ballot) -> Floats:
@@ -158,6 +167,7 @@ def lexicographic(board: Board, feasible: Flags, ballot: Ballot, *, tolerance: f
         total = np.where(ballot.votes[members], ballot.weights[members], 0.0).sum(axis=0)
         active = total > 0
         score = ballot.weighted_sum(members) / np.where(active, total, 1.0)[:, None]
+        score = np.where(np.isnan(score), -np.inf, score)
         masked = np.where(remaining, score, -np.inf)
         best = masked.max(axis=1, initial=-np.inf)
         remaining = np.where(active[:, None], remaining & (score >= best[:, None] - tolerance - 1e-12), remaining)

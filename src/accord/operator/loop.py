@@ -267,13 +267,18 @@ class Negotiator:
         key, situation = gathered.workload.key, gathered.case.situation
         async with self.state.lock(key):
             w = self.state.workloads.get(key)
-            if w is None or Candidate(w.replicas, current_placement(spec, w)) != situation.current:
+            history = self.state.histories.get(key, History())
+            if (
+                w is None
+                or Candidate(w.replicas, current_placement(spec, w)) != situation.current
+                or history.changes != gathered.case.history.changes
+            ):
                 log.info("%s changed while it was negotiated; the next round decides on what it is now", key)
                 return None
             now = situation.now
             namespace = policy_key.split("/", 1)[0]
             keep = max(spec.bounds.scale_down_stabilization_seconds, spec.bounds.scale_up_stabilization_seconds)
-            self.state.histories[key] = gathered.case.history.remember(
+            self.state.histories[key] = history.remember(
                 now=now,
                 recommendation=outcome.recommendation if outcome.recommendation is not None else w.replicas,
                 changed=False,
