@@ -179,11 +179,11 @@ class Negotiator:
         gathered_ok = [g for g in gathered if g is not None]
         ready: list[Gathered] = []
         outcomes: list[Outcome] = []
-        for g, outcome in zip(
-            gathered_ok,
-            negotiate_each(policy=spec, cases=[g.case for g in gathered_ok], agents=table.seated),
-            strict=True,
-        ):
+        # Deciding is pure CPU work: off the event loop, so that approvals and watches are served meanwhile.
+        decided = await asyncio.to_thread(
+            negotiate_each, policy=spec, cases=[g.case for g in gathered_ok], agents=table.seated
+        )
+        for g, outcome in zip(gathered_ok, decided, strict=True):
             if isinstance(outcome, Exception):
                 report.failed += 1
                 observability.WORKLOAD_ERRORS.labels(policy=key).inc()
