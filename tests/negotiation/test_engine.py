@@ -390,3 +390,11 @@ def test_a_nan_score_from_a_custom_agent_neither_wins_nor_passes_a_veto() -> Non
     assert outcome.target.replicas != 1
     assert outcome.verdict is not Verdict.IMPASSE
     assert outcome.target.replicas == max(c.replicas for c in outcome.feasible)
+
+
+def test_an_outcomes_stances_say_in_brief_what_its_proposals_say() -> None:
+    """What the operator logs and exports per agent each round, read without writing every proposal."""
+    for outcome in [run(), run(sit=situation(replicas=30)), run(ev={})]:
+        assert [(s.agent, s.ideal, s.confidence, s.target_utility) for s in outcome.stances] == [
+            (p.agent, p.ideal, p.confidence, p.utility(outcome.target)) for p in outcome.proposals
+        ]

@@ -25,6 +25,8 @@ Flags = npt.NDArray[np.bool_]
 T = TypeVar("T", bound=np.generic)
 INT_MAX = int(np.iinfo(np.int64).max)
 INT_MIN = int(np.iinfo(np.int64).min)
+# More replicas than any bound allows, well within 64-bit counts: a larger need or wish is taken as this.
+MOST_REPLICAS = 2**40
 
 
 class Candidate(NamedTuple):
@@ -200,21 +202,28 @@ class Board:
         """Each row's column of highest score among the allowed cells (-1 where none is allowed); among
         equals the current candidate, then the current pool, the count closest to the current, fewer."""
         allowed = self.valid if allowed is None else allowed & self.valid
-        masked = np.where(allowed & ~np.isnan(scores), scores, -np.inf)
-        top = masked.max(axis=1, initial=-np.inf)
-        ties = allowed & (masked == top[:, None])
-        return np.where(ties.any(axis=1), self.first_by_tiebreak(ties), -1)
+        return self.first_by_tiebreak(top(scores, allowed))
 
     def first_by_tiebreak(self, ties: Flags) -> Ints:
         """Among each row's flagged cells: the current pool first, then the count closest to the
-        current one, then fewer replicas (the first such cell)."""
-        same = ties & self.same_pool
-        ties = np.where(np.any(same, axis=1, keepdims=True), same, ties).astype(np.bool_)
-        distance = np.where(ties, np.abs(self.replicas - self.current_replicas[:, None]), INT_MAX)
-        ties &= distance == distance.min(axis=1, initial=INT_MAX)[:, None]
-        fewest = np.where(ties, self.replicas, INT_MAX)
-        first: Ints = np.argmin(fewest, axis=1)
-        return first
+        current one, then fewer replicas (the first such cell); -1 where no cell is flagged."""
+        chosen = top(self.same_pool, ties)
+        chosen = top(-np.abs(self.replicas - self.current_replicas[:, None]), chosen)
+        return first(top(-self.replicas, chosen))
+
+
+def top(scores: npt.NDArray[Any], allowed: Flags) -> Flags:
+    """The allowed cells of each row's highest score. A NaN score is the lowest: it neither wins nor
+    keeps the other allowed cells from winning."""
+    masked = np.where(allowed & ~np.isnan(scores), scores, -np.inf)
+    found: Flags = allowed & (masked == masked.max(axis=1, initial=-np.inf)[:, None])
+    return found
+
+
+def first(cells: Flags) -> Ints:
+    """Each row's first flagged column, -1 where none is flagged."""
+    found: Ints = np.where(cells.any(axis=1), np.argmax(cells, axis=1), -1)
+    return found
 
 
 class RowUtilities(Mapping[Candidate, float]):
@@ -263,12 +272,9 @@ class Scores:
     confidence: Floats
     explain: Callable[[int], Explanation]
     why: Callable[[int, int], str]
+    predict: Callable[[int], Prediction | None]
     metrics_missing: Flags
     dropped: Sequence[str | None]
-    predict: Callable[[int], Prediction | None] | None = None  # a row's prediction, when quicker than `explain`
-
-    def prediction(self, row: int) -> Prediction | None:
-        return self.predict(row) if self.predict is not None else self.explain(row).prediction
 
     @classmethod
     def of_proposals(cls, board: Board, proposals: Sequence[Proposal]) -> Scores:
@@ -296,13 +302,14 @@ class Scores:
         )
 
     def ideals(self, board: Board) -> Ints:
-        """Each row's ideal column (-1 where the agent scores nothing)."""
-        return board.best(self.utilities, ~self.vetoed)
+        """Each row's ideal column (-1 where the agent scores nothing or its proposal was dropped)."""
+        dropped = np.array([d is not None for d in self.dropped], dtype=np.bool_).reshape(len(board))
+        return np.where(dropped, -1, board.best(self.utilities, ~self.vetoed))
 
     def proposal(self, agent: Agent[Any], board: Board, row: int, ideal: int | None = None) -> Proposal:
-        """Row `row` as the `Proposal` a record shows."""
+        """Row `row` as the `Proposal` a record shows; `ideal` is the row's of `ideals`, if known."""
         if ideal is None:
-            ideal = int(self.ideals(board)[row]) if self.dropped[row] is None else -1
+            ideal = int(self.ideals(board)[row])
         vetoed = np.flatnonzero(self.vetoed[row, : int(board.counts[row])]).tolist()
         candidates = board.candidates(row)
         said = self.explain(row)

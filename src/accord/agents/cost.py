@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from accord.agents.base import (
-    INT_MAX,
     Agent,
     Board,
     EvidenceRequest,
@@ -26,7 +25,9 @@ from accord.agents.base import (
     QueryKind,
     Scores,
     Situation,
+    first,
     freshness,
+    top,
 )
 from accord.metrics.evidence import Evidence, EvidenceSet, Source
 from accord.models.agent import AgentType
@@ -153,11 +154,5 @@ class CostAgent(Agent[CostSettings]):
     @staticmethod
     def _cheapest(board: Board, spend: Floats, allowed: Flags) -> Ints:
         """Each row's allowed column of least spend (then fewer replicas, then pool name); -1 if none."""
-        masked = np.where(allowed, spend, np.inf)
-        ties = allowed & (masked == masked.min(axis=1, initial=np.inf)[:, None])
-        big = INT_MAX
-        fewest = np.where(ties, board.replicas, big)
-        ties &= fewest == fewest.min(axis=1, initial=big)[:, None]
-        rank = np.argsort(np.argsort(np.array(board.pools, dtype=object)))
-        named = np.where(ties, rank[board.pool], big)
-        return np.where(allowed.any(axis=1), np.argmin(named, axis=1), -1)
+        rank = np.argsort(np.argsort(np.array(board.pools, dtype=object)))  # each pool's place by name
+        return first(top(-rank[board.pool], top(-board.replicas, top(-spend, allowed))))

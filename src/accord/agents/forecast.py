@@ -478,38 +478,42 @@ def _seasonal(
     stamps, values, lengths = _stack(day_ago)
     stamps, values, lengths = _compact(stamps, values, np.isfinite(values) & _filled(lengths, stamps.shape[1]))
     _in_time_order(stamps, values, lengths)
-    at = rows
     days = _Yesterday(stamps, values, lengths)
-    base, peak, ok = days.windows(now[at, None], horizon[at])
+    base, peak, ok = days.windows(now[rows, None], horizon[rows])
     ok = ok[:, 0] & (base[:, 0] > 0)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        seasonal[at] = np.where(ok, peak[:, 0] * np.clip(level[at] / base[:, 0], 0.25, 4.0), np.nan)
+    seasonal[rows] = np.where(ok, _scaled(peak[:, 0], level[rows], base[:, 0]), np.nan)
     include = ok.copy()
     if judged:
-        base, peak, found = days.windows(judged_times[at], horizon[at])
+        base, peak, found = days.windows(judged_times[rows], horizon[rows])
         found &= base > 0
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            scaled = peak * np.clip(judged_levels[at] / base, 0.25, 4.0)
-        alone = chosen[at]
+        scaled = _scaled(peak, judged_levels[rows], base)
+        alone = chosen[rows]
         raised = np.where(found & (scaled > alone), scaled, alone)
         enough = found.sum(axis=1) >= 3
         # The chosen forecast alone and raised to yesterday's, judged in one backtest.
         both = backtest(
             np.concatenate([alone, raised]),
-            np.tile(ahead[at], (2, 1)),
-            np.tile(q[at], 2),
-            np.tile(falling[at], (2, 1)),
-            np.tile(now_falling[at], 2),
+            np.tile(ahead[rows], (2, 1)),
+            np.tile(q[rows], 2),
+            np.tile(falling[rows], (2, 1)),
+            np.tile(now_falling[rows], 2),
             np.tile(found, (2, 1)),
         )
-        half = len(at)
-        unraised, combined = both.asked[:half], Backtest(both.asked[half:], both.margin[half:], both.spread[half:])
-        earned = combined.asked <= unraised + 1e-9 * np.maximum(1.0, np.abs(unraised))
+        half = len(rows)
+        unraised = both.asked[:half]
+        earned = both.asked[half:] <= unraised + 1e-9 * np.maximum(1.0, np.abs(unraised))
         include &= ~enough | earned
-        margin[at] = np.where(enough, combined.margin, np.nan)
-        spread[at] = np.where(enough, combined.spread, np.nan)
-    use[at] = include
+        margin[rows] = np.where(enough, both.margin[half:], np.nan)
+        spread[rows] = np.where(enough, both.spread[half:], np.nan)
+    use[rows] = include
     return seasonal, use, margin, spread
+
+
+def _scaled(peak: Floats, level: Floats, base: Floats) -> Floats:
+    """Yesterday's peak scaled by how today's level compares with yesterday's, by a quarter to four times."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # only read where base > 0
+        scaled: Floats = peak * np.clip(level / base, 0.25, 4.0)
+    return scaled
 
 
 def _in_time_order(stamps: Floats, values: Floats, lengths: Ints) -> None:

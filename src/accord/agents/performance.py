@@ -19,6 +19,7 @@ import numpy as np
 
 from accord.agents.base import (
     INT_MIN,
+    MOST_REPLICAS,
     Agent,
     Board,
     EvidenceRequest,
@@ -44,8 +45,6 @@ MIN_SAMPLES = 10
 # How far above the target the forecast's upper bound may take utilisation: 15% (0.7 -> 0.805).
 UPPER_ALLOWANCE = 0.15
 USED = frozenset({"demand", "demand_day_ago", "latency"})
-# Beyond any bound a policy can set, and within 64-bit integers: a need larger than this is this.
-MOST_REPLICAS = 2**40
 # What a forecast is made from: the demand series, yesterday's, the time and the horizon.
 Asked = tuple[Evidence | None, Evidence | None, float, float]
 

@@ -13,26 +13,21 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from accord.agents.base import INT_MAX, Board, Candidate, Ints
+from accord.agents.base import INT_MAX, MOST_REPLICAS, Board, Candidate, Ints
 from accord.models.policy import Bounds
 
 MAX_COUNTS = 40
 ABSENT = -1  # no count (counts are never negative)
 LAST = INT_MAX  # sorts after every count
-LARGEST = 2**40  # beyond any bound: a wish above it is clamped to the bounds all the same
 
 
 def replica_range(bounds: Bounds, current: int) -> tuple[int, int]:
-    """The lowest and highest count one decision may reach from `current`.
+    """The lowest and highest count one decision may reach from `current` (the ends of its counts).
 
     A workload outside the bounds is brought to the nearest bound, whatever the step limits.
     """
-    low = max(bounds.min_replicas, current - bounds.max_step_down)
-    high = min(bounds.max_replicas, current + bounds.max_step_up)
-    if low > high:
-        nearest = bounds.max_replicas if current > bounds.max_replicas else bounds.min_replicas
-        return nearest, nearest
-    return low, high
+    counts = replica_counts(bounds, current)
+    return counts[0], counts[-1]
 
 
 def replica_counts(bounds: Bounds, current: int, wishes: Iterable[int] = ()) -> tuple[int, ...]:
@@ -50,7 +45,7 @@ def count_table(bounds: Bounds, current: Ints, wishes: Sequence[Sequence[int]]) 
     most = max((len(w) for w in wishes), default=0)
     asked = np.full((len(current), most), ABSENT, dtype=np.int64)
     for i, w in enumerate(wishes):
-        asked[i, : len(w)] = [min(max(x, 0), LARGEST) for x in w]  # clamped to the bounds below anyway
+        asked[i, : len(w)] = [min(max(x, 0), MOST_REPLICAS) for x in w]  # clamped to the bounds below anyway
     asked = np.where(asked == ABSENT, ABSENT, np.clip(asked, low[:, None], high[:, None]))
     inside = (low <= current) & (current <= high)
     kept = np.column_stack([low, high, np.where(inside, current, ABSENT), asked])

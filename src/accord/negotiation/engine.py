@@ -11,6 +11,7 @@ workloads at once; only the policy's rules run per workload.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -18,7 +19,6 @@ from itertools import chain
 import numpy as np
 
 from accord.agents.base import (
-    INT_MAX,
     Agent,
     Board,
     Candidate,
@@ -29,6 +29,8 @@ from accord.agents.base import (
     Proposal,
     Scores,
     Situation,
+    first,
+    top,
 )
 from accord.metrics.evidence import EvidenceSet
 from accord.models.common import Model
@@ -74,6 +76,16 @@ class Concession:
 
 
 @dataclass(frozen=True, slots=True)
+class Stance:
+    """An agent's position on one workload in brief: its ideal, its confidence, what the target is worth to it."""
+
+    agent: str
+    ideal: Candidate | None
+    confidence: float
+    target_utility: float
+
+
+@dataclass(frozen=True, slots=True)
 class Case:
     """One workload to negotiate: its situation, the evidence gathered for each agent, its history."""
 
@@ -102,7 +114,7 @@ class _Round:
     def ideal(self, seat: int, row: int) -> int:
         if not self.ideals:
             self.ideals.extend(s.ideals(self.board) for s in self.scores)
-        return int(self.ideals[seat][row]) if self.scores[seat].dropped[row] is None else -1
+        return int(self.ideals[seat][row])
 
 
 class Outcome:
@@ -192,12 +204,31 @@ class Outcome:
             r.proposals[row] = made
         return made
 
+    @property
+    def stances(self) -> tuple[Stance, ...]:
+        """Each agent's ideal, confidence and utility of the target, without writing its whole proposal."""
+        r, row = self._round, self._row
+        column = r.board.column(row, self.target)
+        found = []
+        for k, (seat, s) in enumerate(zip(r.seats, r.scores, strict=True)):
+            ideal = r.ideal(k, row)
+            value = float(s.utilities[row, column]) if column is not None else math.nan
+            found.append(
+                Stance(
+                    seat.name,
+                    None if ideal < 0 else r.board.candidate(row, ideal),
+                    float(s.confidence[row]),
+                    0.0 if math.isnan(value) else value,
+                )
+            )
+        return tuple(found)
+
     def prediction(self, agent: str) -> Prediction | None:
         """What the agent predicted for this workload (without writing its whole proposal)."""
         r, row = self._round, self._row
         for k, seat in enumerate(r.seats):
             if seat.name == agent and r.scores[k].dropped[row] is None:
-                return r.scores[k].prediction(row)
+                return r.scores[k].predict(row)
         return None
 
     @property
@@ -430,18 +461,13 @@ def _over_budget(policy: NegotiationPolicySpec, board: Board, situations: Sequen
 
 
 def _nearest(board: Board, feasible: Flags, replicas: Sequence[int], placements: Sequence[str]) -> Ints:
-    """`rules.nearest` on every row: the feasible cell closest to the count on the pool (any pool if
-    that one has none); -1 on rows with no feasible cell."""
+    """The feasible cell closest to the count (then the fewer replicas) on the pool, or on any pool
+    if that one has none feasible; -1 on rows with no feasible cell."""
     code = {name: i for i, name in enumerate(board.pools)}
     wanted = np.array([code.get(p, -1) for p in placements], dtype=np.int64)
-    same = feasible & (board.pool == wanted[:, None])
-    allowed = np.where(same.any(axis=1)[:, None], same, feasible)
-    distance = np.abs(board.replicas - np.array(replicas, dtype=np.int64)[:, None])
-    big = INT_MAX
-    distance = np.where(allowed, distance, big)
-    allowed &= distance == distance.min(axis=1, initial=big)[:, None]
-    columns = np.argmin(np.where(allowed, board.replicas, big), axis=1)
-    return np.where(feasible.any(axis=1), columns, -1)
+    chosen = top(board.pool == wanted[:, None], feasible)
+    chosen = top(-np.abs(board.replicas - np.array(replicas, dtype=np.int64)[:, None]), chosen)
+    return first(top(-board.replicas, chosen))
 
 
 def _confidence(weights: Floats, voting: Flags, scores: Sequence[Scores]) -> Floats:

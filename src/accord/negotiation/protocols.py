@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from accord.agents.base import Board, Candidate, Flags, Floats, Ints
+from accord.agents.base import Board, Candidate, Flags, Floats, Ints, top
 from accord.models.policy import Protocol
 
 NASH_EPSILON = 0.01
@@ -131,18 +131,7 @@ class Agreements:
 
 def pick(board: Board, allowed: Flags, ballot: Ballot, scores: Floats) -> Ints:
     """Each row's allowed column of highest (score, sum of utilities, then `Board.first_by_tiebreak`)."""
-    masked = _or_lowest(allowed, scores)
-    ties = allowed & (masked == masked.max(axis=1, initial=-np.inf)[:, None])
-    totals = _or_lowest(ties, ballot.totals())
-    ties &= totals == totals.max(axis=1, initial=-np.inf)[:, None]
-    return np.where(allowed.any(axis=1), board.first_by_tiebreak(ties), -1)
-
-
-def _or_lowest(allowed: Flags, scores: Floats) -> Floats:
-    """The scores of the allowed cells, -inf elsewhere; a NaN score (a custom agent's, or inf - inf)
-    counts as the lowest, so that it can neither win nor keep every other cell from winning."""
-    lowest: Floats = np.where(allowed & ~np.isnan(scores), scores, -np.inf)
-    return lowest
+    return board.first_by_tiebreak(top(ballot.totals(), top(scores, allowed)))
 
 
 def nash_scores(ballot: Ballot) -> Floats:

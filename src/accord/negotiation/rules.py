@@ -7,7 +7,7 @@ the change budget), `approval` sends the decision to a person.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -103,12 +103,6 @@ def spend(candidate: Candidate, pools: Mapping[str, Pool]) -> float | None:
     return candidate.replicas * pool.price_per_pod_hour
 
 
-def over_budget(candidate: Candidate, rules: Rules, pools: Mapping[str, Pool]) -> bool:
-    limit = rules.budget.max_cost_per_hour
-    cost = spend(candidate, pools)
-    return limit is not None and cost is not None and cost > limit + 1e-9
-
-
 def gates_for_change(
     *,
     rules: Rules,
@@ -201,12 +195,6 @@ def gates_for_change(
             )
         )
     return gates
-
-
-def nearest(candidates: Sequence[Candidate], replicas: int, placement: str) -> Candidate:
-    """The candidate closest to `replicas` on `placement` (or on any pool if that one has none)."""
-    same = [c for c in candidates if c.placement == placement] or list(candidates)
-    return min(same, key=lambda c: (abs(c.replicas - replicas), c.replicas))
 
 
 def close_enough(pending: tuple[int, str], new: tuple[int, str]) -> bool:

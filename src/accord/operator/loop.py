@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -30,7 +30,7 @@ from accord.models.common import from_wire
 from accord.models.errors import describe_validation_error
 from accord.models.negotiation import NegotiationSpec, Phase, Verdict, WorkloadRef
 from accord.models.policy import Mode, NegotiationPolicySpec
-from accord.negotiation.engine import Case, Outcome, negotiate_each
+from accord.negotiation.engine import Case, Outcome, Stance, negotiate_each
 from accord.negotiation.record import build_record
 from accord.negotiation.rules import History, close_enough
 from accord.negotiation.table import Table, seat_agents
@@ -158,17 +158,21 @@ class Negotiator:
         started = time.monotonic()
         semaphore = asyncio.Semaphore(self.state.config.concurrency)
 
+        def failed(w: WorkloadView, what: str, exc: Exception) -> None:
+            """A workload's step failed: logged and counted, the workload skipped this round, never
+            blocking the others."""
+            report.failed += 1
+            observability.WORKLOAD_ERRORS.labels(policy=key).inc()
+            detail = getattr(exc, "body", None) or repr(exc)
+            log.warning("%s for %s failed and it is skipped this round: %s", what, w.key, detail)
+
         async def guarded(w: WorkloadView, step: Coroutine[Any, Any, Result], what: str) -> Result | None:
-            """One workload's step under the concurrency limit and the timeout: a failure is logged and
-            the workload skipped this round, never blocking the others."""
+            """One workload's step under the concurrency limit and the timeout."""
             async with semaphore:
                 try:
                     return await asyncio.wait_for(step, self.state.config.workload_timeout)
                 except Exception as exc:
-                    report.failed += 1
-                    observability.WORKLOAD_ERRORS.labels(policy=key).inc()
-                    detail = getattr(exc, "body", None) or repr(exc)
-                    log.warning("%s for %s failed and it is skipped this round: %s", what, w.key, detail)
+                    failed(w, what, exc)
                     return None
 
         # Evidence for every workload at once; then one negotiation over all of them; then each
@@ -176,28 +180,21 @@ class Negotiator:
         gathered = await asyncio.gather(
             *(guarded(w, self.prepare(w, spec, key, table, report), "gathering evidence") for w in active)
         )
-        gathered_ok = [g for g in gathered if g is not None]
-        ready: list[Gathered] = []
-        outcomes: list[Outcome] = []
+        ready = [g for g in gathered if g is not None]
         # Deciding is pure CPU work: off the event loop, so that approvals and watches are served meanwhile.
         decided = await asyncio.to_thread(
-            negotiate_each, policy=spec, cases=[g.case for g in gathered_ok], agents=table.seated
+            negotiate_each, policy=spec, cases=[g.case for g in ready], agents=table.seated
         )
-        for g, outcome in zip(gathered_ok, decided, strict=True):
+        outcomes: list[tuple[Gathered, Outcome]] = []
+        for g, outcome in zip(ready, decided, strict=True):
             if isinstance(outcome, Exception):
-                report.failed += 1
-                observability.WORKLOAD_ERRORS.labels(policy=key).inc()
-                log.warning("negotiation for %s failed and it is skipped this round: %r", g.workload.key, outcome)
+                failed(g.workload, "negotiation", outcome)
             else:
-                ready.append(g)
-                outcomes.append(outcome)
+                outcomes.append((g, outcome))
         concluded = await asyncio.gather(
-            *(
-                guarded(g.workload, self.conclude(g, o, spec, key, report), "acting")
-                for g, o in zip(ready, outcomes, strict=True)
-            )
+            *(guarded(g.workload, self.conclude(g, o, spec, key, report), "acting") for g, o in outcomes)
         )
-        for g, done in zip(ready, concluded, strict=True):
+        for (g, _), done in zip(outcomes, concluded, strict=True):
             if done is not None:
                 report.negotiated += 1
             observability.WORKLOAD_SECONDS.observe(g.seconds + (done or 0.0))
@@ -284,13 +281,14 @@ class Negotiator:
                 changed=False,
                 keep_seconds=keep,
             )
-            self.remember_predictions(namespace, w, outcome, now)
-            for p in outcome.proposals:
-                self.last_proposals[f"{namespace}/{p.agent}"] = {
+            stances = outcome.stances
+            self.remember_predictions(namespace, w, outcome, stances, now)
+            for st in stances:
+                self.last_proposals[f"{namespace}/{st.agent}"] = {
                     "workload": f"{w.namespace}/{w.name}",
-                    "idealReplicas": p.ideal.replicas if p.ideal else None,
-                    "idealPlacement": p.ideal.placement if p.ideal else None,
-                    "confidence": round(p.confidence, 4),
+                    "idealReplicas": st.ideal.replicas if st.ideal else None,
+                    "idealPlacement": st.ideal.placement if st.ideal else None,
+                    "confidence": round(st.confidence, 4),
                     "time": now_iso(now),
                 }
             log.info(
@@ -300,7 +298,7 @@ class Negotiator:
                 outcome.current,
                 outcome.target,
                 outcome.confidence,
-                ", ".join(f"{p.agent}:{p.utility(outcome.target):.2f}/{p.confidence:.2f}" for p in outcome.proposals),
+                ", ".join(f"{st.agent}:{st.target_utility:.2f}/{st.confidence:.2f}" for st in stances),
                 ", ".join(g.rule for g in outcome.gates),
             )
             ref = WorkloadRef.model_validate({"kind": w.kind, "namespace": w.namespace, "name": w.name, "uid": w.uid})
@@ -465,9 +463,11 @@ class Negotiator:
                         )
 
     # -- trust ---------------------------------------------------------------------------------------
-    def remember_predictions(self, namespace: str, w: WorkloadView, outcome: Outcome, now: float) -> None:
-        for p in outcome.proposals:
-            observability.CONFIDENCE.labels(namespace=namespace, agent=p.agent).set(p.confidence)
+    def remember_predictions(
+        self, namespace: str, w: WorkloadView, outcome: Outcome, stances: Sequence[Stance], now: float
+    ) -> None:
+        for st in stances:
+            observability.CONFIDENCE.labels(namespace=namespace, agent=st.agent).set(st.confidence)
         agents = [s.name for s in outcome.seats]
         open_checks(self.state.checks, agents, outcome.prediction, namespace=namespace, workload_key=w.key, now=now)
 
