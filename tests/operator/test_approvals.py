@@ -1,4 +1,4 @@
-"""Who may approve, what is recorded, and how the newest record of each workload is tracked."""
+"""Who may approve, what is stamped, and how the watch rebuilds each workload's records."""
 
 from __future__ import annotations
 
@@ -102,15 +102,27 @@ def test_the_approver_is_stamped_from_the_request_not_the_user() -> None:
     assert stamp(negotiation(), negotiation(), {"username": "alice"}) == {}
 
 
-def test_tracking_keeps_the_newest_record_and_the_pending_one(state: State) -> None:
-    track(state, negotiation("web-deploy-1", created="2026-01-01T00:00:00Z"))
-    track(state, negotiation("web-deploy-2", phase="Applied", created="2026-01-01T00:05:00Z"))
-    assert state.latest["Deployment/shop/web"].name == "web-deploy-2"
-    assert state.pending["Deployment/shop/web"].name == "web-deploy-1"
-    track(state, negotiation("web-deploy-1", phase="Expired"))
-    assert "Deployment/shop/web" not in state.pending
-    track(state, negotiation("web-deploy-2", phase="Applied"), deleted=True)
-    assert "Deployment/shop/web" not in state.latest
+def test_the_watch_rebuilds_each_workloads_records_after_a_start(state: State) -> None:
+    key = "Deployment/shop/web"
+    now = 1767225600.0 + 600
+    track(state, negotiation("web-deploy-2", phase="Applied", created="2026-01-01T00:05:00Z"), now=now)
+    track(state, negotiation("web-deploy-1", created="2026-01-01T00:00:00Z"), now=now)
+    decisions = state.decisions[key]
+    assert [r.name for r in decisions.records] == ["web-deploy-1", "web-deploy-2"]
+    assert decisions.pending is not None
+    assert decisions.pending.name == "web-deploy-1"
+    assert decisions.pending.expires_at == 1767225600.0 + 3600
+    # Records the operator already knows are its own: a late event does not roll their phase back.
+    track(state, negotiation("web-deploy-1", phase="Proposed"), now=now)
+    assert state.decisions[key].pending is not None
+    track(state, negotiation("web-deploy-1"), deleted=True, now=now)
+    assert state.decisions[key].pending is None
+    assert [r.name for r in state.decisions[key].records] == ["web-deploy-2"]
+
+
+def test_an_unreadable_record_is_ignored(state: State) -> None:
+    assert track(state, {"metadata": {"name": "x"}, "spec": {"policy": 3}}, now=0.0) is None
+    assert state.decisions == {}
 
 
 def test_expiry() -> None:

@@ -77,9 +77,9 @@ def test_outcomes_are_counted_and_history_kept_as_the_operator_keeps_it() -> Non
     run = replay(trace([300.0] * 30 + [900.0] * 30), policy, MODEL)
     assert sum(run.notes.values()) == 60
     assert run.notes.get("verdict:Apply", 0) >= 1
-    assert policy.history.changes  # applied changes are remembered, for the change budget
+    assert policy.decisions.history.changes  # applied changes are remembered, for the change budget
     # recommendations are kept for the longest stabilization window: none in the default, so the latest only
-    assert len(policy.history.recommendations) == 1
+    assert len(policy.decisions.history.recommendations) == 1
 
 
 def test_an_interval_longer_than_a_tick_negotiates_every_interval() -> None:
@@ -185,7 +185,7 @@ def test_a_person_approving_after_five_minutes_applies_the_decision_then() -> No
     assert first_change >= 60 + 5  # the demand rises at tick 60; nothing moves before a person approves
     assert requested[-1] > requested[0]  # the scale-up the agents wanted is in place by the end
     assert run.notes["approval:Approved"] >= 1
-    assert policy.history.changes  # an approved change counts against the change budget like any other
+    assert policy.decisions.history.changes  # an approved change counts against the change budget like any other
 
 
 def test_a_decision_nobody_approves_in_time_expires() -> None:

@@ -141,6 +141,9 @@ class NegotiationStatus(Model):
     expires_at: datetime | None = Field(default=None, description="When a pending decision expires.")
     applied_at: datetime | None = Field(default=None, description="When the executor applied it.")
     superseded_by: str | None = Field(default=None, description="The Negotiation that replaced this one.")
+    fingerprint: str | None = Field(
+        default=None, description="The operator's fingerprint of the decision; an edited record is never acted on."
+    )
     conditions: list[Condition] = Field(default_factory=list)
 
 

@@ -185,6 +185,11 @@ class Approval(Model):
     expiry_seconds: int = Field(default=3600, ge=10, le=30 * 86400, description="Pending decisions expire after this.")
     approvers: list[str] = Field(default_factory=list, description="Users who may approve or reject.")
     approver_groups: list[str] = Field(default_factory=list, description="Groups whose members may approve.")
+    allow_unverified: bool = Field(
+        default=False,
+        description="Accept approvals that carry no identity from the admission webhook (recorded as unverified). "
+        "Off by default: without the webhook, approvals are refused.",
+    )
 
 
 class NegotiationPolicySpec(Model):

@@ -3,14 +3,14 @@
 A person annotates a Negotiation with `accord.dev/approval: approved` (or `rejected`). With the
 admission webhook on, a mutating hook stamps who did it (`accord.dev/approver`, from the API
 request's user info, overwriting anything the user wrote) and a validating hook refuses anyone
-who is not among the policy's approvers. The operator then acts on the annotation: it records
-the approval, re-checks expiry, and hands an approved decision to the executor.
+who is not among the policy's approvers. The operator then hands the annotation to the decision
+lifecycle (`lifecycle.approve`), which re-checks the record's fingerprint, its expiry and the approver
+against the policy that made the decision, and hands an approved decision to the executor.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,17 +20,10 @@ from pydantic import ValidationError
 from accord.models.common import from_wire
 from accord.models.negotiation import NegotiationSpec, Phase
 from accord.models.policy import NegotiationPolicySpec
+from accord.negotiation import lifecycle
 from accord.operator.loop import Negotiator
-from accord.operator.recorder import (
-    APPROVAL,
-    APPROVER,
-    APPROVER_GROUPS,
-    expired,
-    negotiation_ref,
-    now_iso,
-    signature,
-)
-from accord.operator.state import LatestRecord, State
+from accord.operator.recorder import APPROVAL, APPROVER, APPROVER_GROUPS, parse_moment
+from accord.operator.state import State
 
 log = logging.getLogger(__name__)
 
@@ -94,40 +87,21 @@ def stamp(body: Mapping[str, Any], old: Mapping[str, Any] | None, userinfo: Mapp
     }
 
 
-def track(state: State, body: Mapping[str, Any], deleted: bool = False) -> NegotiationSpec | None:
-    """Keep the newest Negotiation and the pending one of each workload in memory (rebuilt on restart)."""
+def track(state: State, body: Mapping[str, Any], *, deleted: bool = False, now: float) -> NegotiationSpec | None:
+    """A Negotiation seen by the watch, folded into its workload's decision state (so the state is
+    rebuilt from the records after a restart)."""
     meta = body.get("metadata") or {}
     try:
         spec = from_wire(NegotiationSpec, body.get("spec") or {})
     except ValidationError:
         return None
     key = f"{spec.workload.kind}/{spec.workload.namespace}/{spec.workload.name}"
-    status = body.get("status") or {}
-    rec = LatestRecord(
-        name=meta.get("name", ""),
-        namespace=meta.get("namespace", ""),
-        phase=status.get("phase", Phase.PROPOSED.value),
-        verdict=spec.outcome.verdict.value,
-        target=(spec.outcome.target.replicas, spec.outcome.target.placement),
-        policy=spec.policy,
-        signature=signature(spec),
-        expires_at=status.get("expiresAt"),
-        created=meta.get("creationTimestamp", ""),
+    record = lifecycle.record_from(
+        name=str(meta.get("name", "")), spec=spec, status=body.get("status") or {}, parse_time=parse_moment
     )
-    for table in (state.latest, state.pending):
-        if deleted and table.get(key) is not None and table[key].name == rec.name:
-            del table[key]
-    if deleted:
-        state.records.get(key, {}).pop(rec.name, None)
-        return spec
-    state.records.setdefault(key, {})[rec.name] = (rec.created, rec.phase)
-    current = state.latest.get(key)
-    if current is None or (current.created, current.name) <= (rec.created, rec.name) or current.name == rec.name:
-        state.latest[key] = rec
-    if rec.phase == Phase.PENDING_APPROVAL.value:
-        state.pending[key] = rec
-    elif state.pending.get(key) is not None and state.pending[key].name == rec.name:
-        del state.pending[key]
+    state.decisions[key] = lifecycle.observe(
+        state.decisions.get(key, lifecycle.Decisions()), record, deleted=deleted, now=now
+    )
     return spec
 
 
@@ -135,17 +109,16 @@ async def act_on_approval(negotiator: Negotiator, body: Mapping[str, Any], *, we
     """Carry out a person's decision on a pending Negotiation. Safe to run again after a restart."""
     state = negotiator.state
     meta = body.get("metadata") or {}
-    status = body.get("status") or {}
-    phase = status.get("phase")
+    phase = (body.get("status") or {}).get("phase")
     decision = _annotations(body).get(APPROVAL)
     if decision not in DECISIONS or phase not in (Phase.PENDING_APPROVAL.value, Phase.APPROVED.value):
         return
-    spec = from_wire(NegotiationSpec, body.get("spec") or {})
+    try:
+        spec = from_wire(NegotiationSpec, body.get("spec") or {})
+    except ValidationError:
+        return
     namespace, name = meta["namespace"], meta["name"]
     key = f"{spec.workload.kind}/{spec.workload.namespace}/{spec.workload.name}"
-    approver = _annotations(body).get(APPROVER) or ("(unverified: the admission webhook is off)" if not webhook else "")
-    groups = [g for g in (_annotations(body).get(APPROVER_GROUPS) or "").split(",") if g]
-    record = {"decision": decision, "user": approver or "(unknown)", "groups": groups, "time": now_iso()}
     async with state.lock(key):
         # Events can arrive late and twice (our own status patch is one): act on the object as it is now.
         try:
@@ -154,49 +127,28 @@ async def act_on_approval(negotiator: Negotiator, body: Mapping[str, Any], *, we
             if exc.status == 404:
                 return
             raise
-        status = fresh.get("status") or {}
-        phase = status.get("phase")
-        if _annotations(fresh).get(APPROVAL) != decision or phase not in (
-            Phase.PENDING_APPROVAL.value,
-            Phase.APPROVED.value,
-        ):
+        annotations = _annotations(fresh)
+        if annotations.get(APPROVAL) != decision:
             return
-        if phase == Phase.PENDING_APPROVAL.value and expired(status.get("expiresAt"), time.time()):
-            await negotiator.recorder.set_phase(
-                namespace, name, Phase.EXPIRED, f"{decision} after it expired at {status.get('expiresAt')}"
-            )
-            return
-        if webhook and not _annotations(body).get(APPROVER):
-            # Only reachable if the webhook was bypassed (e.g. it was down and failurePolicy ignored it).
-            await negotiator.recorder.set_phase(
-                namespace,
-                name,
-                Phase.REJECTED,
-                "approval without a recorded approver is not accepted",
-                approval={**record, "decision": "rejected"},
-            )
-            return
-        if decision == "rejected":
-            await negotiator.recorder.set_phase(
-                namespace, name, Phase.REJECTED, f"rejected by {record['user']}", approval=record
-            )
-            await negotiator.recorder.event(
-                involved=negotiation_ref(namespace, name, meta.get("uid")),
-                reason="Rejected",
-                message=f"rejected by {record['user']}",
-            )
-            return
-        if phase == Phase.PENDING_APPROVAL.value:
-            await negotiator.recorder.set_phase(
-                namespace, name, Phase.APPROVED, f"approved by {record['user']}", approval=record
-            )
-        policy_body = state.policy_bodies.get(spec.policy)
-        if policy_body is None:
-            await negotiator.recorder.set_phase(namespace, name, Phase.FAILED, f"policy {spec.policy} is gone")
-            return
-        policy = from_wire(NegotiationPolicySpec, policy_body.get("spec") or {})
-        w = state.workloads.get(key)
-        if w is None:
-            await negotiator.recorder.set_phase(namespace, name, Phase.SUPERSEDED, "the workload is gone")
-            return
-        await negotiator.execute(name, spec, policy, w)
+        try:
+            fingerprint = lifecycle.fingerprint_of(from_wire(NegotiationSpec, fresh.get("spec") or {}))
+        except ValidationError:
+            fingerprint = "(unreadable)"
+        now = negotiator.clock()
+        approver = annotations.get(APPROVER, "")
+        approval = lifecycle.Approval(
+            decision="approved" if decision == "approved" else "rejected",
+            user=approver or "(unknown)",
+            groups=tuple(g for g in (annotations.get(APPROVER_GROUPS) or "").split(",") if g),
+            # Only the webhook stamps an identity from the request's user info; without it, or when it
+            # was bypassed, the annotation is whatever the writer typed.
+            verified=webhook and bool(approver),
+            time=now,
+        )
+        decisions = state.decisions.get(key, lifecycle.Decisions())
+        record = decisions.find(name)
+        policy = None if record is None else state.policy(record.policy)
+        step = lifecycle.approve(
+            decisions, name, approval, policy=policy, workload=spec.workload, fingerprint=fingerprint, now=now
+        )
+        await negotiator.carry_out(key, step, workload=spec.workload, now=now)

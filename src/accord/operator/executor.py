@@ -1,39 +1,33 @@
 """The executor: the only code that writes workloads (operator layer).
 
-It re-reads the workload just before acting and refuses a stale decision (the workload no
-longer looks like it did when the decision was made). Replicas go through the scale
-subresource with the read resourceVersion (optimistic concurrency), retried on conflict while
-the workload still matches; placement goes through a JSON patch of the pod template guarded by a
+It takes a `Command` from the decision lifecycle, re-reads the workload just before acting and
+re-validates the command against it and the live policy (`lifecycle.revalidate`: the workload is
+where the decision found it, the policy still selects it and still allows the target, no pause,
+no open freeze window, budget left); only then does it write. Replicas go through the scale
+subresource with the read resourceVersion (optimistic concurrency), retried on conflict while the
+workload still matches; placement goes through a JSON patch of the pod template guarded by a
 `test` of the resourceVersion. Every change stamps the Negotiation's name on the workload. If a
-HorizontalPodAutoscaler manages the replicas, the executor works through its minReplicas when
-the policy allows it and otherwise refuses with `AutoscalerConflict`: Accord never fights it.
+HorizontalPodAutoscaler manages the replicas, the executor works through its minReplicas when the
+policy allows it and otherwise refuses: Accord never fights it. It returns what happened as the
+lifecycle's `Result` (done, refused, failed) and raises only on the unexpected.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from accord.models.negotiation import NegotiationSpec
 from accord.models.policy import NegotiationPolicySpec
-from accord.operator.errors import AutoscalerConflict, StaleDecision
+from accord.negotiation.lifecycle import Command, Decisions, Done, Failed, Live, Refused, Result, revalidate
 from accord.operator.kube import Kube, conflict, not_found
-from accord.operator.workloads import NEGOTIATION, current_placement, placement_patch, workload_view
+from accord.operator.workloads import NEGOTIATION, current_placement, placement_patch, selects, workload_view
 
 log = logging.getLogger(__name__)
 
 RETRIES = 4
-
-
-@dataclass(frozen=True)
-class Applied:
-    replicas: int
-    placement: str
-    via: str  # "scale", "hpa", "already applied"
 
 
 class Executor:
@@ -49,59 +43,82 @@ class Executor:
 
     async def apply(
         self,
+        command: Command,
         *,
-        record: str,
-        spec: NegotiationSpec,
-        policy: NegotiationPolicySpec,
+        policy: NegotiationPolicySpec | None,
         hpa: tuple[str, int | None, int] | None,
-    ) -> Applied:
-        ref = spec.workload
-        target_replicas = spec.outcome.target.replicas
-        target_placement = spec.outcome.target.placement
+        decisions: Decisions,
+        now: float,
+    ) -> Result:
+        """Re-read, re-validate, then act; what happened. An API error is a failure to record, not a crash."""
+        try:
+            return await self._attempts(command, policy=policy, hpa=hpa, decisions=decisions, now=now)
+        except ApiException as exc:
+            return Failed(f"API error {exc.status}: {exc.reason}")
+
+    async def _attempts(self, command: Command, **given: Any) -> Result:
+        policy: NegotiationPolicySpec | None = given["policy"]
+        hpa: tuple[str, int | None, int] | None = given["hpa"]
+        decisions: Decisions = given["decisions"]
+        now: float = given["now"]
+        ref = command.workload
+        target = command.target
+        policy_namespace = command.policy.split("/", 1)[0] if "/" in command.policy else ref.namespace
         for attempt in range(RETRIES):
             try:
                 body = await self._read(ref.kind, ref.namespace, ref.name)
             except ApiException as exc:
-                if not_found(exc):
-                    raise StaleDecision(f"{ref.kind} {ref.namespace}/{ref.name} no longer exists") from exc
-                raise
-            view = workload_view(ref.kind, body)
-            if ref.uid and view.uid != ref.uid:
-                raise StaleDecision(f"{ref.kind} {ref.namespace}/{ref.name} was recreated since the decision")
-            placement = current_placement(policy, view)
-            if hpa is not None:
-                return await self._through_hpa(spec, policy, hpa, record, view.annotations)
-            if view.replicas == target_replicas and placement == target_placement:
-                await self._stamp(ref.kind, ref.namespace, ref.name, record)
-                return Applied(target_replicas, target_placement, "already applied")
-            if (view.replicas, placement) != (spec.current.replicas, spec.current.placement):
-                raise StaleDecision(
-                    f"the workload is at {view.replicas}@{placement}, not {spec.current.replicas}@"
-                    f"{spec.current.placement} as when decided"
+                if not not_found(exc):
+                    raise
+                body = None
+            view = None if body is None else workload_view(ref.kind, body)
+            live = (
+                None
+                if view is None or policy is None
+                else Live(
+                    replicas=view.replicas,
+                    placement=current_placement(policy, view),
+                    uid=view.uid,
+                    paused=view.paused,
+                    selected=selects(policy, policy_namespace, view) and not view.opted_out,
                 )
+            )
+            refused = revalidate(command, live, policy=policy, state=decisions, now=now)
+            if refused is not None:
+                return refused
+            assert view is not None
+            assert live is not None
+            assert policy is not None
+            if hpa is not None:
+                return await self._through_hpa(command, policy, hpa)
+            if (live.replicas, live.placement) == (target.replicas, target.placement):
+                await self._stamp(ref.kind, ref.namespace, ref.name, command.record)
+                return Done(target.replicas, target.placement, "already applied")
             try:
-                if placement != target_placement:
+                if live.placement != target.placement:
                     await self._place(
                         ref.kind,
                         ref.namespace,
                         ref.name,
                         view.resource_version,
                         policy,
-                        target_placement,
-                        target_replicas,
-                        record,
+                        target.placement,
+                        target.replicas,
+                        command.record,
                     )
                 else:
-                    await self._scale(ref.kind, ref.namespace, ref.name, view.resource_version, target_replicas)
-                    await self._stamp(ref.kind, ref.namespace, ref.name, record)
+                    await self._scale(ref.kind, ref.namespace, ref.name, view.resource_version, target.replicas)
+                    await self._stamp(ref.kind, ref.namespace, ref.name, command.record)
             except ApiException as exc:
                 if (conflict(exc) or exc.status == 422) and attempt < RETRIES - 1:
                     log.info("conflict writing %s/%s, re-reading (attempt %d)", ref.namespace, ref.name, attempt + 1)
                     await asyncio.sleep(0.2 * (attempt + 1))
                     continue
                 raise
-            return Applied(target_replicas, target_placement, "scale" if placement == target_placement else "placement")
-        raise StaleDecision("the workload kept changing while the decision was applied")
+            return Done(
+                target.replicas, target.placement, "scale" if live.placement == target.placement else "placement"
+            )
+        return Refused("the workload kept changing while the decision was applied", stale=True)
 
     async def _scale(self, kind: str, namespace: str, name: str, resource_version: str, replicas: int) -> None:
         api = self.kube.apps
@@ -130,8 +147,8 @@ class Executor:
         record: str,
     ) -> None:
         option = next((p for p in policy.placements if p.name == placement), None)
-        if option is None:
-            raise StaleDecision(f"placement {placement!r} is no longer in the policy")
+        if option is None:  # revalidate refuses a placement the policy no longer has
+            raise ValueError(f"placement {placement!r} is not in the policy")
         pod = placement_patch(option)
         ops: list[dict[str, Any]] = [
             {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
@@ -152,23 +169,18 @@ class Executor:
         await self.kube.call(f"patch {kind}", fn, name, namespace, {"metadata": {"annotations": {NEGOTIATION: record}}})
 
     async def _through_hpa(
-        self,
-        spec: NegotiationSpec,
-        policy: NegotiationPolicySpec,
-        hpa: tuple[str, int | None, int],
-        record: str,
-        annotations: Any,
-    ) -> Applied:
+        self, command: Command, policy: NegotiationPolicySpec, hpa: tuple[str, int | None, int]
+    ) -> Result:
         name, low, high = hpa
-        ref = spec.workload
-        target = spec.outcome.target.replicas
+        ref = command.workload
+        target = command.target.replicas
         if not policy.coordinate_autoscalers:
-            raise AutoscalerConflict(
+            return Failed(
                 f"HorizontalPodAutoscaler {name} manages the replicas of {ref.kind} {ref.namespace}/{ref.name}; "
                 "set spec.coordinateAutoscalers to work through its minReplicas"
             )
-        if spec.outcome.target.placement != spec.current.placement:
-            raise AutoscalerConflict("placement changes of a workload under an HPA are not coordinated")
+        if command.target.placement != command.current.placement:
+            return Failed("placement changes of a workload under an HPA are not coordinated")
         patch = {"spec": {"minReplicas": max(1, target), "maxReplicas": max(high, target)}}
         await self.kube.call(
             "patch horizontalpodautoscalers",
@@ -177,6 +189,6 @@ class Executor:
             ref.namespace,
             patch,
         )
-        await self._stamp(ref.kind, ref.namespace, ref.name, record)
+        await self._stamp(ref.kind, ref.namespace, ref.name, command.record)
         log.info("set HPA %s/%s minReplicas %s -> %s", ref.namespace, name, low, target)
-        return Applied(target, spec.current.placement, "hpa")
+        return Done(target, command.current.placement, "hpa")

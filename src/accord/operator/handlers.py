@@ -157,7 +157,6 @@ def _workload_event(kind: str, event: kopf.RawEvent, body: kopf.Body, memo: kopf
     key = view.key
     if event.get("type") == "DELETED":
         state.workloads.pop(key, None)
-        state.histories.pop(key, None)
         return
     before = state.workloads.get(key)
     state.workloads[key] = view
@@ -286,6 +285,6 @@ async def policy_daemon(
 @kopf.on.event(GROUP, VERSION, "negotiations")
 async def negotiation_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
     state: State = memo["state"]
-    approvals.track(state, body, deleted=event.get("type") == "DELETED")
+    approvals.track(state, body, deleted=event.get("type") == "DELETED", now=_negotiator(memo).clock())
     if event.get("type") != "DELETED":
         await approvals.act_on_approval(_negotiator(memo), body, webhook=state.config.webhook)

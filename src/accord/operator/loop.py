@@ -28,26 +28,23 @@ from accord.metrics.prometheus import PrometheusSource
 from accord.models.agent import AgentSpec
 from accord.models.common import from_wire
 from accord.models.errors import describe_validation_error
-from accord.models.negotiation import NegotiationSpec, Phase, Verdict, WorkloadRef
-from accord.models.policy import Mode, NegotiationPolicySpec
+from accord.models.negotiation import Phase, WorkloadRef
+from accord.models.policy import NegotiationPolicySpec
+from accord.negotiation import lifecycle
 from accord.negotiation.engine import Case, Outcome, Stance, negotiate_each
-from accord.negotiation.record import build_record
-from accord.negotiation.rules import History, close_enough
+from accord.negotiation.lifecycle import Decisions
 from accord.negotiation.table import Table, seat_agents
 from accord.negotiation.trust import TrustState, open_checks, settle_checks
 from accord.operator import observability
-from accord.operator.errors import AutoscalerConflict, StaleDecision
 from accord.operator.executor import Executor
 from accord.operator.gather import gather, read_secret
 from accord.operator.kube import Kube
 from accord.operator.recorder import (
     Recorder,
     condition,
-    expired,
     merge_conditions,
     negotiation_ref,
     now_iso,
-    signature,
     workload_ref,
 )
 from accord.operator.state import State
@@ -56,7 +53,6 @@ from accord.operator.workloads import WorkloadView, current_placement, pools, se
 log = logging.getLogger(__name__)
 
 MIN_ROUND_GAP = 3.0
-VERDICT_PHASE = {Verdict.HOLD: Phase.HELD, Verdict.IMPASSE: Phase.IMPASSE}
 
 
 Result = TypeVar("Result")
@@ -85,8 +81,9 @@ class Negotiator:
         self.kube = kube
         self.state = state
         self.health = health
-        self.recorder = Recorder(kube, state)
+        self.recorder = Recorder(kube)
         self.executor = Executor(kube)
+        self.clock: Callable[[], float] = time.time
         url = state.config.prometheus_url
         self.prometheus = PrometheusSource(url, timeout=state.config.prometheus_timeout) if url else None
         self.session: aiohttp.ClientSession | None = None
@@ -231,7 +228,7 @@ class Negotiator:
         """The workload's situation and the evidence each agent asks for."""
         t0 = time.monotonic()
         w = self.state.workloads.get(w.key, w)
-        now = time.time()
+        now = self.clock()
         situation = Situation(
             namespace=w.namespace,
             name=w.name,
@@ -252,35 +249,32 @@ class Negotiator:
         )
         report.metrics_problems.extend(problems)
         self.check_predictions(policy_key.split("/", 1)[0], w, evidence, now)
-        case = Case(situation, evidence, self.state.histories.get(w.key, History()))
+        decisions = lifecycle.seed(
+            self.state.decisions.get(w.key, Decisions()), replicas=w.replicas, policy=spec, now=now
+        )
+        self.state.decisions[w.key] = decisions
+        case = Case(situation, evidence, decisions.history)
         return Gathered(w, case, time.monotonic() - t0)
 
     async def conclude(
         self, gathered: Gathered, outcome: Outcome, spec: NegotiationPolicySpec, policy_key: str, report: RoundReport
     ) -> float | None:
-        """Remember, record and act on one outcome; the seconds it took, or None when the workload
-        changed while it was negotiated (the next round decides on what it is now)."""
+        """Step the decision lifecycle with one outcome and carry out its intents; the seconds it took,
+        or None when the workload changed while it was negotiated (the next round decides on what it is now)."""
         t0 = time.monotonic()
         key, situation = gathered.workload.key, gathered.case.situation
         async with self.state.lock(key):
             w = self.state.workloads.get(key)
-            history = self.state.histories.get(key, History())
+            decisions = self.state.decisions.get(key, Decisions())
             if (
                 w is None
                 or Candidate(w.replicas, current_placement(spec, w)) != situation.current
-                or history.changes != gathered.case.history.changes
+                or decisions.history.changes != gathered.case.history.changes
             ):
                 log.info("%s changed while it was negotiated; the next round decides on what it is now", key)
                 return None
             now = situation.now
             namespace = policy_key.split("/", 1)[0]
-            keep = max(spec.bounds.scale_down_stabilization_seconds, spec.bounds.scale_up_stabilization_seconds)
-            self.state.histories[key] = history.remember(
-                now=now,
-                recommendation=outcome.recommendation if outcome.recommendation is not None else w.replicas,
-                changed=False,
-                keep_seconds=keep,
-            )
             stances = outcome.stances
             self.remember_predictions(namespace, w, outcome, stances, now)
             for st in stances:
@@ -301,166 +295,71 @@ class Negotiator:
                 ", ".join(f"{st.agent}:{st.target_utility:.2f}/{st.confidence:.2f}" for st in stances),
                 ", ".join(g.rule for g in outcome.gates),
             )
+            hpa = self.state.hpas.get(key)
             ref = WorkloadRef.model_validate({"kind": w.kind, "namespace": w.namespace, "name": w.name, "uid": w.uid})
-            await self.settle(
-                outcome,
-                lambda: build_record(outcome, workload=ref, policy=policy_key, mode=spec.mode.value, now=now),
-                w,
-                spec,
-                policy_key,
-                report,
+            context = lifecycle.Context(
+                policy=spec, policy_key=policy_key, workload=ref, autoscaler=None if hpa is None else hpa[0]
             )
+            step = lifecycle.decide(decisions, outcome, context=context, now=now)
+            await self.carry_out(key, step, workload=ref, now=now, report=report)
         return time.monotonic() - t0
 
-    async def settle(
-        self,
-        outcome: Outcome,
-        write_record: Callable[[], NegotiationSpec],
-        w: WorkloadView,
-        spec: NegotiationPolicySpec,
-        policy_key: str,
-        report: RoundReport,
+    async def carry_out(
+        self, key: str, step: lifecycle.Step, *, workload: WorkloadRef, now: float, report: RoundReport | None = None
     ) -> None:
-        """Record the outcome when it changes something or needs a person, then act on it. The record
-        is written only then: most rounds change nothing, and a record is the costly part of one."""
-        latest = self.state.latest.get(w.key)
-        pending = self.state.pending.get(w.key)
-        limit = spec.history_limit
-        if outcome.verdict is Verdict.NO_CHANGE:
-            # Only a real agreement on the status quo retires a pending decision; "no change because
-            # metrics are missing" or "held back by stabilization" says nothing against it.
-            if pending is not None and not outcome.gates:
-                await self.supersede(pending.namespace, pending.name, "the agents now agree to keep the current state")
-            return
-        record = write_record()
-        sig = signature(record)
-        if outcome.verdict in VERDICT_PHASE:
-            if latest is not None and latest.signature == sig and latest.phase == VERDICT_PHASE[outcome.verdict].value:
-                return
-            phase = VERDICT_PHASE[outcome.verdict]
-            name = await self.recorder.create(
-                workload=w,
-                spec=record,
-                phase=phase,
-                message=outcome.reason,
-                policy_name=policy_key,
-                history_limit=limit,
-            )
-            kind = "Warning" if outcome.verdict is Verdict.IMPASSE else "Normal"
-            await self.recorder.event(
-                involved=workload_ref(w), reason=phase.value, message=f"{name}: {outcome.reason}", type_=kind
-            )
-            return
-        if outcome.verdict is Verdict.PENDING_APPROVAL:
-            if pending is not None and close_enough(
-                pending.target, (outcome.target.replicas, outcome.target.placement)
-            ):
-                return  # the person is already looking at (nearly) this; don't pull it from under them
-            name = await self.recorder.create(
-                workload=w,
-                spec=record,
-                phase=Phase.PENDING_APPROVAL,
-                message=outcome.reason,
-                policy_name=policy_key,
-                expires_in=spec.approval.expiry_seconds,
-                history_limit=limit,
-            )
-            if pending is not None:
-                await self.supersede(pending.namespace, pending.name, f"superseded by {name}", by=name)
-            await self.recorder.event(
-                involved=workload_ref(w),
-                reason="ApprovalRequired",
-                message=f"{name} waits for approval: kubectl annotate negotiation {name} accord.dev/approval=approved",
-            )
-            return
-        if spec.mode is Mode.AUDIT:
-            if latest is not None and latest.signature == sig:
-                return
-            name = await self.recorder.create(
-                workload=w,
-                spec=record,
-                phase=Phase.PROPOSED,
-                message=f"audit mode, not applied: {outcome.reason}",
-                policy_name=policy_key,
-                history_limit=limit,
-            )
-            return
-        hpa = self.state.hpas.get(w.key)
-        if hpa is not None and not spec.coordinate_autoscalers:
-            report.conflicts.append(f"{w.kind} {w.namespace}/{w.name} is managed by HPA {hpa[0]}")
-            if latest is not None and latest.signature == sig + "|hpa":
-                return
-            conflict = AutoscalerConflict(
-                f"HorizontalPodAutoscaler {hpa[0]} manages the replicas; not applied. "
-                "Set spec.coordinateAutoscalers to work through its minReplicas."
-            )
-            name = await self.recorder.create(
-                workload=w,
-                spec=record,
-                phase=Phase.HELD,
-                message=str(conflict),
-                policy_name=policy_key,
-                history_limit=limit,
-            )
-            self.state.latest[w.key].signature = sig + "|hpa"
-            await self.recorder.event(
-                involved=workload_ref(w), reason="AutoscalerConflict", message=str(conflict), type_="Warning"
-            )
-            return
-        name = await self.recorder.create(
-            workload=w,
-            spec=record,
-            phase=Phase.PROPOSED,
-            message="applying",
-            policy_name=policy_key,
-            history_limit=limit,
-        )
-        if pending is not None:
-            await self.supersede(pending.namespace, pending.name, f"superseded by {name}", by=name)
-        await self.execute(name, record, spec, w)
-
-    async def execute(self, name: str, record: NegotiationSpec, spec: NegotiationPolicySpec, w: WorkloadView) -> None:
-        """Apply a decision through the executor and record how it went."""
-        try:
-            applied = await self.executor.apply(record=name, spec=record, policy=spec, hpa=self.state.hpas.get(w.key))
-        except StaleDecision as exc:
-            await self.recorder.set_phase(w.namespace, name, Phase.SUPERSEDED, f"not applied: {exc}")
-            return
-        except (AutoscalerConflict, ApiException) as exc:
-            message = str(exc) if isinstance(exc, AutoscalerConflict) else f"API error {exc.status}: {exc.reason}"
-            await self.recorder.set_phase(w.namespace, name, Phase.FAILED, message)
-            await self.recorder.event(
-                involved=workload_ref(w), reason="ApplyFailed", message=f"{name}: {message}", type_="Warning"
-            )
-            return
-        now = time.time()
-        history = self.state.histories.get(w.key, History())
-        self.state.histories[w.key] = History(history.recommendations, (*history.changes, now))
-        message = (
-            f"{record.current.replicas}@{record.current.placement} -> {applied.replicas}@{applied.placement}"
-            f" ({applied.via})"
-        )
-        await self.recorder.set_phase(w.namespace, name, Phase.APPLIED, message, appliedAt=now_iso(now))
-        await self.recorder.event(involved=workload_ref(w), reason="Negotiated", message=f"{name}: {message}")
-        await self.recorder.event(involved=negotiation_ref(w.namespace, name), reason="Applied", message=message)
-
-    async def supersede(self, namespace: str, name: str, message: str, by: str | None = None) -> None:
-        extra = {"supersededBy": by} if by else {}
-        try:
-            await self.recorder.set_phase(namespace, name, Phase.SUPERSEDED, message, **extra)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        """Carry out a lifecycle step's intents in order, feeding what acting did back into the lifecycle.
+        The caller holds the workload's lock."""
+        self.state.decisions[key] = step.state
+        namespace = workload.namespace
+        for intent in step.intents:
+            if isinstance(intent, lifecycle.Write):
+                try:
+                    await self.recorder.write(namespace, intent)
+                except Exception:
+                    self.state.decisions[key] = lifecycle.forget(self.state.decisions[key], intent.record.name)
+                    raise
+            elif isinstance(intent, lifecycle.SetPhase):
+                await self.recorder.set_phase(namespace, intent)
+            elif isinstance(intent, lifecycle.Delete):
+                await self.recorder.delete(namespace, intent.name)
+            elif isinstance(intent, lifecycle.Emit):
+                involved = (
+                    workload_ref(workload) if intent.record is None else negotiation_ref(namespace, intent.record)
+                )
+                await self.recorder.event(
+                    involved=involved, reason=intent.reason, message=intent.message, type_=_event_type(intent)
+                )
+            elif isinstance(intent, lifecycle.Conflict):
+                if report is not None:
+                    report.conflicts.append(intent.message)
+            else:
+                command = intent.command
+                result = await self.executor.apply(
+                    command,
+                    policy=self.state.policy(command.policy),
+                    hpa=self.state.hpas.get(key),
+                    decisions=self.state.decisions[key],
+                    now=now,
+                )
+                await self.carry_out(
+                    key,
+                    lifecycle.executed(self.state.decisions[key], command.record, result, now=now),
+                    workload=workload,
+                    now=now,
+                    report=report,
+                )
 
     async def expire_pending(self, policy_key: str) -> None:
-        now = time.time()
-        for key, rec in list(self.state.pending.items()):
-            if rec.policy == policy_key and expired(rec.expires_at, now):
-                async with self.state.lock(key):
-                    if self.state.pending.get(key) is rec:
-                        await self.recorder.set_phase(
-                            rec.namespace, rec.name, Phase.EXPIRED, f"no decision before {rec.expires_at}"
-                        )
+        now = self.clock()
+        for key, decisions in list(self.state.decisions.items()):
+            if not any(r.policy == policy_key and r.phase in lifecycle.OPEN for r in decisions.records):
+                continue
+            async with self.state.lock(key):
+                step = lifecycle.expire(self.state.decisions.get(key, decisions), now=now)
+                if step.intents:
+                    kind, namespace, name = key.split("/", 2)
+                    ref = WorkloadRef.model_validate({"kind": kind, "namespace": namespace, "name": name})
+                    await self.carry_out(key, step, workload=ref, now=now)
 
     # -- trust ---------------------------------------------------------------------------------------
     def remember_predictions(
@@ -540,7 +439,12 @@ class Negotiator:
         generation: int,
     ) -> None:
         key = f"{namespace}/{name}"
-        pending = sum(1 for r in self.state.pending.values() if r.policy == key)
+        pending = sum(
+            1
+            for d in self.state.decisions.values()
+            for r in d.records
+            if r.policy == key and r.phase is Phase.PENDING_APPROVAL
+        )
         observability.PENDING.labels(policy=key).set(pending)
         observability.METRICS_MISSING.labels(policy=key).set(1 if report.metrics_problems else 0)
         old = ((body.get("status") or {}).get("conditions")) or []
@@ -583,3 +487,7 @@ class Negotiator:
             "conditions": conditions,
         }
         await self.kube.patch_status("negotiationpolicies", namespace, name, status)
+
+
+def _event_type(emit: lifecycle.Emit) -> str:
+    return "Warning" if emit.warning else "Normal"

@@ -14,11 +14,10 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from accord.models.common import API_VERSION, Condition, ConditionStatus
-from accord.models.negotiation import NegotiationSpec, Phase
+from accord.models.negotiation import WorkloadRef
+from accord.negotiation.lifecycle import Approval, SetPhase, Write, moment
 from accord.operator import observability
 from accord.operator.kube import Kube
-from accord.operator.state import LatestRecord, State
-from accord.operator.workloads import WorkloadView
 
 log = logging.getLogger(__name__)
 
@@ -29,25 +28,10 @@ LABEL_POLICY = "accord.dev/policy"
 APPROVAL = "accord.dev/approval"
 APPROVER = "accord.dev/approver"
 APPROVER_GROUPS = "accord.dev/approver-groups"
-KEEP_PHASES = {Phase.PENDING_APPROVAL.value, Phase.APPROVED.value, Phase.PROPOSED.value}
-KIND_SHORT = {"Deployment": "deploy", "StatefulSet": "sts"}
 
 
 def now_iso(ts: float | None = None) -> str:
     return datetime.fromtimestamp(ts if ts is not None else time.time(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _base36(value: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while value:
-        value, rem = divmod(value, 36)
-        out = digits[rem] + out
-    return out or "0"
-
-
-def record_name(workload: WorkloadView, now: float) -> str:
-    return f"{workload.name[:200]}-{KIND_SHORT.get(workload.kind, 'w')}-{_base36(int(now * 1000))}"
 
 
 def condition(type_: str, status: bool, reason: str, message: str, generation: int | None = None) -> dict[str, Any]:
@@ -59,16 +43,6 @@ def condition(type_: str, status: bool, reason: str, message: str, generation: i
         observed_generation=generation,
         last_transition_time=datetime.now(tz=UTC).replace(microsecond=0),
     ).to_wire()
-
-
-def signature(spec: NegotiationSpec) -> str:
-    """What makes two decisions the same for de-duplication: verdict, agreement, target and gating rules."""
-    agreed = spec.outcome.agreed or spec.outcome.target
-    rules = ",".join(sorted({g.rule for g in spec.gates}))
-    return (
-        f"{spec.outcome.verdict.value}|{spec.current.replicas}@{spec.current.placement}|"
-        f"{agreed.replicas}@{agreed.placement}|{spec.outcome.target.replicas}@{spec.outcome.target.placement}|{rules}"
-    )
 
 
 def merge_conditions(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -83,89 +57,55 @@ def merge_conditions(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> li
 
 
 class Recorder:
-    def __init__(self, kube: Kube, state: State) -> None:
+    def __init__(self, kube: Kube) -> None:
         self.kube = kube
-        self.state = state
 
-    async def create(
-        self,
-        *,
-        workload: WorkloadView,
-        spec: NegotiationSpec,
-        phase: Phase,
-        message: str,
-        policy_name: str,
-        expires_in: float | None = None,
-        history_limit: int = 10,
-    ) -> str:
-        now = time.time()
-        name = record_name(workload, now)
+    async def write(self, namespace: str, write: Write) -> None:
+        """Create the record the lifecycle decided to write, then its status (a subresource)."""
+        record = write.record
+        spec = write.spec()
         body = {
             "apiVersion": API_VERSION,
             "kind": "Negotiation",
             "metadata": {
-                "name": name,
-                "namespace": workload.namespace,
+                "name": record.name,
+                "namespace": namespace,
                 "labels": {
-                    LABEL_WORKLOAD: workload.name[:63],
-                    LABEL_KIND: workload.kind,
-                    LABEL_POLICY: policy_name.rsplit("/", 1)[-1][:63],
+                    LABEL_WORKLOAD: spec.workload.name[:63],
+                    LABEL_KIND: spec.workload.kind,
+                    LABEL_POLICY: record.policy.rsplit("/", 1)[-1][:63],
                 },
             },
             "spec": spec.to_wire(),
         }
-        await self.kube.create_custom(PLURAL, workload.namespace, body)
-        status: dict[str, Any] = {"phase": phase.value, "message": message[:2000]}
-        if expires_in is not None:
-            status["expiresAt"] = now_iso(now + expires_in)
-        await self.kube.patch_status(PLURAL, workload.namespace, name, status)
-        self.state.latest[workload.key] = LatestRecord(
-            name=name,
-            namespace=workload.namespace,
-            phase=phase.value,
-            verdict=spec.outcome.verdict.value,
-            target=(spec.outcome.target.replicas, spec.outcome.target.placement),
-            policy=policy_name,
-            signature=signature(spec),
-            expires_at=status.get("expiresAt"),
-            created=now_iso(now),
-        )
-        if phase is Phase.PENDING_APPROVAL:
-            self.state.pending[workload.key] = self.state.latest[workload.key]
-        self.state.records.setdefault(workload.key, {})[name] = (now_iso(now), phase.value)
-        observability.DECISIONS.labels(verdict=spec.outcome.verdict.value, phase=phase.value).inc()
-        await self.prune(workload, history_limit)
-        return name
+        await self.kube.create_custom(PLURAL, namespace, body)
+        status: dict[str, Any] = {
+            "phase": record.phase.value,
+            "message": write.message[:2000],
+            "fingerprint": record.fingerprint,
+        }
+        if record.expires_at is not None:
+            status["expiresAt"] = moment(record.expires_at)
+        await self.kube.patch_status(PLURAL, namespace, record.name, status)
+        observability.DECISIONS.labels(verdict=record.verdict.value, phase=record.phase.value).inc()
 
-    async def set_phase(self, namespace: str, name: str, phase: Phase, message: str, **extra: Any) -> None:
-        status: dict[str, Any] = {"phase": phase.value, "message": message[:2000], **extra}
-        await self.kube.patch_status(PLURAL, namespace, name, status)
-        for table in (self.state.latest, self.state.pending):
-            for key, rec in list(table.items()):
-                if rec.name == name and rec.namespace == namespace:
-                    rec.phase = phase.value
-                    if table is self.state.pending and phase.value != Phase.PENDING_APPROVAL.value:
-                        del table[key]
-        for known in self.state.records.values():
-            if name in known:
-                known[name] = (known[name][0], phase.value)
-        observability.DECISIONS.labels(verdict="-", phase=phase.value).inc()
+    async def set_phase(self, namespace: str, change: SetPhase) -> None:
+        status: dict[str, Any] = {"phase": change.phase.value, "message": change.message[:2000]}
+        if change.applied_at is not None:
+            status["appliedAt"] = moment(change.applied_at)
+        if change.superseded_by is not None:
+            status["supersededBy"] = change.superseded_by
+        if change.approval is not None:
+            status["approval"] = approval_status(change.approval)
+        try:
+            await self.kube.patch_status(PLURAL, namespace, change.name, status)
+        except ApiException as exc:
+            if exc.status != 404:  # a record deleted meanwhile has nothing left to record
+                raise
+        observability.DECISIONS.labels(verdict="-", phase=change.phase.value).inc()
 
-    async def prune(self, workload: WorkloadView, limit: int) -> None:
-        """Keep the newest `limit` records of a workload; never drop one that still waits or acts.
-
-        The records are known from the watch (`State.records`), so this costs no list request
-        until there is something to delete.
-        """
-        known = self.state.records.get(workload.key, {})
-        if len(known) <= limit:
-            return
-        newest_first = sorted(known.items(), key=lambda kv: (kv[1][0], kv[0]), reverse=True)
-        for name, (_, phase) in newest_first[limit:]:
-            if phase in KEEP_PHASES:
-                continue
-            await self.kube.delete_custom(PLURAL, workload.namespace, name)
-            known.pop(name, None)
+    async def delete(self, namespace: str, name: str) -> None:
+        await self.kube.delete_custom(PLURAL, namespace, name)
 
     async def event(
         self,
@@ -204,7 +144,16 @@ class Recorder:
             log.warning("could not post event %s on %s/%s: %s", reason, namespace, meta.get("name"), exc.reason)
 
 
-def workload_ref(workload: WorkloadView) -> dict[str, Any]:
+def approval_status(approval: Approval) -> dict[str, Any]:
+    return {
+        "decision": approval.decision,
+        "user": approval.user if approval.verified else f"{approval.user} (unverified)",
+        "groups": list(approval.groups),
+        "time": moment(approval.time) if approval.time is not None else now_iso(),
+    }
+
+
+def workload_ref(workload: WorkloadRef) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": workload.kind,
@@ -218,6 +167,16 @@ def negotiation_ref(namespace: str, name: str, uid: str | None = None) -> dict[s
         "kind": "Negotiation",
         "metadata": {"name": name, "namespace": namespace, "uid": uid},
     }
+
+
+def parse_moment(value: object) -> float | None:
+    """A status time (`2026-01-01T00:00:00Z`) as unix time; None when absent or not a time."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
 
 
 def expired(expires_at: str | None, now: float) -> bool:

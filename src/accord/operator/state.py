@@ -1,9 +1,10 @@
 """What the operator holds in memory between rounds (operator layer).
 
 Everything here is rebuilt from the API on start-up (the watches list every object first):
-workloads, nodes, autoscalers, agents with their learned trust (from Agent status), and the
-latest Negotiation of each workload. Only the stabilization history and the predictions
-awaiting their check live in memory alone; losing them on a restart costs one window.
+workloads, nodes, autoscalers, agents with their learned trust (from Agent status), and each
+workload's decision state (`lifecycle.Decisions`: its records, and the change budget from the
+applied ones; the stabilization history is seeded from the workload's count). Only the predictions
+awaiting their check live in memory alone.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from accord.models.agent import AgentSpec
 from accord.models.common import from_wire
 from accord.models.policy import NegotiationPolicySpec
-from accord.negotiation.rules import History
+from accord.negotiation.lifecycle import Decisions
 from accord.negotiation.trust import PendingCheck, TrustState
 from accord.operator.workloads import WorkloadView, selects
 
@@ -52,19 +53,6 @@ class AgentEntry:
 
 
 @dataclass
-class LatestRecord:
-    name: str
-    namespace: str
-    phase: str
-    verdict: str
-    target: tuple[int, str]
-    policy: str
-    signature: str = ""
-    expires_at: str | None = None
-    created: str = ""
-
-
-@dataclass
 class State:
     config: OperatorConfig
     workloads: dict[str, WorkloadView] = field(default_factory=dict)
@@ -72,12 +60,9 @@ class State:
     hpas: dict[str, tuple[str, int | None, int]] = field(default_factory=dict)  # workload key -> (name, min, max)
     agents: dict[str, AgentEntry] = field(default_factory=dict)  # namespace/name
     trust: dict[str, TrustState] = field(default_factory=dict)  # namespace/name
-    histories: dict[str, History] = field(default_factory=dict)  # workload key
     checks: list[PendingCheck] = field(default_factory=list)  # predictions waiting to be checked
-    latest: dict[str, LatestRecord] = field(default_factory=dict)  # workload key -> newest Negotiation
-    pending: dict[str, LatestRecord] = field(default_factory=dict)  # workload key -> PendingApproval one
-    # workload key -> {Negotiation name: (creation time, phase)}, from the watch, for the history limit
-    records: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
+    # workload key -> its decision state (the lifecycle's): records, stabilization history, budget
+    decisions: dict[str, Decisions] = field(default_factory=dict)
     wakeups: dict[str, asyncio.Event] = field(default_factory=dict)  # policy namespace/name
     policy_bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)  # workload key: one writer at a time
@@ -112,6 +97,11 @@ class State:
 
     def lock(self, workload_key: str) -> asyncio.Lock:
         return self.locks.setdefault(workload_key, asyncio.Lock())
+
+    def policy(self, key: str) -> NegotiationPolicySpec | None:
+        """The live, valid spec of the policy `namespace/name`, or None."""
+        body = self.policy_bodies.get(key)
+        return None if body is None else self.parsed_policy(key, body)
 
     def trust_of(self, namespace: str, name: str) -> float:
         state = self.trust.get(f"{namespace}/{name}")

@@ -3,13 +3,14 @@
 The agents are built from Agent specs by `seat_agents`, as the operator builds them; each tick
 the caller's side of the operator is played here: evidence is gathered for what every agent asks
 (`evidence_needed`), answered from the trace the policy may see (demand up to tick t - 1, one
-sample a minute, `Source.TRACE`), `negotiate` is called, the workload's `History` is remembered
-as the operator remembers it, and an outcome the executor would apply is applied. What a replay
-cannot have stays absent, as a failed Prometheus query would: instant queries (prices, latency,
-security signals) and external agents' answers. A decision that waits for a person is kept as the
-operator keeps it (a newer one replaces it unless close enough, an agreement on the status quo
-retires it, it expires after the policy's `approval.expirySeconds`) and applied when the person
-the replay plays approves it, `approve_after` seconds after it was made; by default nobody does.
+sample a minute, `Source.TRACE`), `negotiate` is called, and the outcome is stepped through the
+operator's own decision lifecycle (`negotiation.lifecycle`): what it records, supersedes, expires,
+counts against the budget and hands to the executor is exactly what the operator would; this
+module is only the lifecycle's shell, whose executor sets the simulated workload's count. What a
+replay cannot have stays absent, as a failed Prometheus query would: instant queries (prices,
+latency, security signals) and external agents' answers. A decision that waits for a person is
+approved by the person the replay plays, `approve_after` seconds after it was made (by default
+nobody does, and it expires after the policy's `approval.expirySeconds`).
 Trust is learned as the operator learns it (`negotiation.trust`: each prediction checked against
 the demand seen once its horizon has passed), from `trust` (1 for every agent unless given).
 
@@ -33,10 +34,10 @@ from accord.agents.performance import UPPER_ALLOWANCE
 from accord.metrics.evidence import Evidence, EvidenceSet, Source
 from accord.models.agent import Agent, AgentSpec
 from accord.models.errors import describe_validation_error
-from accord.models.negotiation import Verdict
+from accord.models.negotiation import Phase, WorkloadRef
 from accord.models.policy import NegotiationPolicy, NegotiationPolicySpec
+from accord.negotiation import lifecycle
 from accord.negotiation.engine import negotiate
-from accord.negotiation.rules import History, close_enough
 from accord.negotiation.table import seat_agents
 from accord.negotiation.trust import PendingCheck, TrustState, open_checks, settle_checks
 from accord.sim.model import Past, ReplayModel, View
@@ -44,6 +45,7 @@ from accord.sim.trace import TICK_SECONDS
 
 DEFAULT_PLACEMENT = "default"
 NAMESPACE = "replay"
+APPROVER = "replay:approver"
 
 
 class PolicyFileError(ValueError):
@@ -178,10 +180,19 @@ class Negotiated:
             p.name: Pool(name=p.name, price_per_pod_hour=p.price_per_pod_hour, capacity_type=p.capacity_type)
             for p in policy.placements
         } or {DEFAULT_PLACEMENT: Pool(name=DEFAULT_PLACEMENT)}
-        self.keep = max(policy.bounds.scale_down_stabilization_seconds, policy.bounds.scale_up_stabilization_seconds)
-        self.history = History()
         self.approve_after = approve_after
-        self.pending: tuple[Candidate, float] | None = None  # the decision waiting for a person, and since when
+        # The person the replay plays is one of the policy's approvers.
+        approvers = [*policy.approval.approvers, APPROVER]
+        self.approving = policy.model_copy(
+            update={"approval": policy.approval.model_copy(update={"approvers": approvers})}
+        )
+        self.decisions = lifecycle.Decisions()  # the same decision state the operator keeps per workload
+        self.live = Candidate(0, self.placement)
+        self.context = lifecycle.Context(
+            policy=policy,
+            policy_key=f"{NAMESPACE}/{name}",
+            workload=WorkloadRef(kind="Deployment", namespace=NAMESPACE, name=workload),
+        )
         self.verdicts: Counter[str] = Counter()
         self.approvals: Counter[str] = Counter()  # what became of decisions that waited for a person
         self.trust = {f"{NAMESPACE}/{seat.name}": TrustState(trust=seat.trust) for seat, _ in self.seated}
@@ -230,19 +241,37 @@ class Negotiated:
         return found
 
     def decide(self, view: View) -> int:
+        """One tick: the lifecycle's clock (expiry, the person the replay plays), then, every
+        interval, a negotiation stepped through the same lifecycle as the operator's."""
         prepared = self.ahead.pop(view.tick, None)
-        approved = self.settle_pending(view.now)
-        if approved is not None and approved != Candidate(view.requested, self.placement):
-            return self.apply(approved, view.now)
+        now = view.now
+        self.live = Candidate(view.requested, self.placement)
+        self.carry_out(lifecycle.expire(self.decisions, now=now), now)
+        pending = self.decisions.pending
+        if pending is not None and self.approve_after is not None and now - pending.created >= self.approve_after:
+            approval = lifecycle.Approval(decision="approved", user=APPROVER, time=now)
+            self.carry_out(
+                lifecycle.approve(
+                    self.decisions,
+                    pending.name,
+                    approval,
+                    policy=self.approving,
+                    workload=self.context.workload,
+                    fingerprint=pending.fingerprint,
+                    now=now,
+                ),
+                now,
+            )
+            if self.live != Candidate(view.requested, self.placement):
+                return self.live.replicas
         if view.tick % self.every:
             return view.requested
-        now = view.now
         situation = Situation(
             namespace=NAMESPACE,
             name=self.workload,
             kind="Deployment",
             labels={},
-            current=Candidate(view.requested, self.placement),
+            current=self.live,
             ready_replicas=view.ready,
             pools=self.pools,
             now=now,
@@ -259,46 +288,27 @@ class Negotiated:
             situation=situation,
             agents=self.seated,
             evidence=evidence,
-            history=self.history,
+            history=self.decisions.history,
         )
         agents = [s.name for s, _ in self.seated]
         open_checks(self.checks, agents, outcome.prediction, namespace=NAMESPACE, workload_key=self.workload, now=now)
         self.verdicts[outcome.verdict.value] += 1
-        recommendation = outcome.recommendation if outcome.recommendation is not None else view.requested
-        self.history = self.history.remember(
-            now=now, recommendation=recommendation, changed=False, keep_seconds=self.keep
-        )
-        if outcome.verdict is Verdict.NO_CHANGE and not outcome.gates:
-            self.pending = None  # the agents now agree to keep the current state
-        elif outcome.verdict is Verdict.PENDING_APPROVAL:
-            target = outcome.target
-            if self.pending is None or not close_enough(
-                (self.pending[0].replicas, self.pending[0].placement), (target.replicas, target.placement)
-            ):
-                self.pending = (target, now)
-        if outcome.verdict is not Verdict.APPLY or not outcome.changes:
-            return view.requested
-        self.pending = None  # superseded by what is applied now
-        return self.apply(outcome.target, now)
+        self.carry_out(lifecycle.decide(self.decisions, outcome, context=self.context, now=now), now)
+        return self.live.replicas
 
-    def settle_pending(self, now: float) -> Candidate | None:
-        """The pending decision if the person approves it now; it expires unapproved after the policy's expiry."""
-        if self.pending is None:
-            return None
-        target, since = self.pending
-        waited = now - since
-        if waited >= self.policy.approval.expiry_seconds:
-            self.pending = None
-            self.approvals["Expired"] += 1
-            return None
-        if self.approve_after is None or waited < self.approve_after:
-            return None
-        self.pending = None
-        self.approvals["Approved"] += 1
-        return target
-
-    def apply(self, target: Candidate, now: float) -> int:
-        """What the executor does: set the target; the change counts against the change budget."""
-        self.history = History(self.history.recommendations, (*self.history.changes, now))
-        self.placement = target.placement
-        return target.replicas
+    def carry_out(self, step: lifecycle.Step, now: float) -> None:
+        """The replay's shell: records live in the state alone; a command acts on the simulated workload."""
+        self.decisions = step.state
+        for intent in step.intents:
+            if isinstance(intent, lifecycle.SetPhase) and intent.phase in (Phase.APPROVED, Phase.EXPIRED):
+                self.approvals[intent.phase.value] += 1
+            elif isinstance(intent, lifecycle.Execute):
+                command = intent.command
+                live = lifecycle.Live(replicas=self.live.replicas, placement=self.live.placement)
+                result: lifecycle.Result | None = lifecycle.revalidate(
+                    command, live, policy=self.policy, state=self.decisions, now=now
+                )
+                if result is None:
+                    self.live, self.placement = command.target, command.target.placement
+                    result = lifecycle.Done(command.target.replicas, command.target.placement, "replay")
+                self.carry_out(lifecycle.executed(self.decisions, command.record, result, now=now), now)
