@@ -3,16 +3,19 @@
 It re-reads the workload just before acting and refuses a stale decision (the workload no
 longer looks like it did when the decision was made). Replicas go through the scale
 subresource with the read resourceVersion (optimistic concurrency), retried on conflict while
-the workload still matches; placement goes through a JSON patch of the pod template guarded by a
-`test` of the resourceVersion. Every change stamps the Negotiation's name on the workload. If a
-HorizontalPodAutoscaler manages the replicas, the executor works through its minReplicas when
-the policy allows it and otherwise refuses with `AutoscalerConflict`: Accord never fights it.
+the workload still matches; placement goes through one JSON patch of replicas and the pod template's
+scheduling fields guarded by a `test` of the resourceVersion; it changes only what the policy's
+pools set and keeps the workload's own constraints. Every write names the field manager `accord`;
+every change stamps the Negotiation's name on the workload. If a HorizontalPodAutoscaler manages
+the replicas, the executor works through its minReplicas when the policy allows it and otherwise
+refuses with `AutoscalerConflict`: Accord never fights it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +25,12 @@ from accord.models.negotiation import NegotiationSpec
 from accord.models.policy import NegotiationPolicySpec
 from accord.operator.errors import AutoscalerConflict, StaleDecision
 from accord.operator.kube import Kube, conflict, not_found
-from accord.operator.workloads import NEGOTIATION, current_placement, placement_patch, workload_view
+from accord.operator.workloads import NEGOTIATION, current_placement, placed_scheduling, workload_view
 
 log = logging.getLogger(__name__)
 
 RETRIES = 4
+FIELD_MANAGER = "accord"  # every write is Accord's in managedFields (GitOps tools can ignore it)
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ class Executor:
                         ref.kind,
                         ref.namespace,
                         ref.name,
-                        view.resource_version,
+                        body,
                         policy,
                         target_placement,
                         target_replicas,
@@ -116,40 +120,61 @@ class Executor:
             "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
             "spec": {"replicas": replicas},
         }
-        await self.kube.call(f"update {kind}/scale", fn, name, namespace, body)
+        await self.kube.call(f"update {kind}/scale", fn, name, namespace, body, field_manager=FIELD_MANAGER)
 
     async def _place(
         self,
         kind: str,
         namespace: str,
         name: str,
-        resource_version: str,
+        body: Mapping[str, Any],
         policy: NegotiationPolicySpec,
         placement: str,
         replicas: int,
         record: str,
     ) -> None:
+        """Move the workload to a pool in one write: replicas and the pod template's scheduling
+        fields, computed from the body just read (`placed_scheduling`: the policy's pools' keys,
+        tolerations and affinity terms out, the target's in, the workload's own kept), guarded by
+        a `test` of the resourceVersion that body had.
+
+        A JSON patch under that precondition, not server-side apply: tolerations and
+        nodeSelectorTerms are atomic lists in the API's schema (1.20 included), so an apply of the
+        pool's entries would either conflict with the workload's own manager or, forced, replace
+        the whole list and drop the workload's entries. Writing the merged lists with the
+        resourceVersion test loses nothing written in between; the writes carry the field
+        manager `accord`, so the changed fields are Accord's in managedFields."""
         option = next((p for p in policy.placements if p.name == placement), None)
         if option is None:
             raise StaleDecision(f"placement {placement!r} is no longer in the policy")
-        pod = placement_patch(option)
+        pod_spec: Mapping[str, Any] = ((body.get("spec") or {}).get("template") or {}).get("spec") or {}
+        meta: Mapping[str, Any] = body.get("metadata") or {}
         ops: list[dict[str, Any]] = [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion", "")},
             {"op": "replace", "path": "/spec/replicas", "value": replicas},
         ]
-        for key in ("nodeSelector", "tolerations", "affinity"):
-            if key in pod:
-                empty: Any = {} if key == "nodeSelector" else []
-                ops.append({"op": "add", "path": f"/spec/template/spec/{key}", "value": pod[key] or empty})
+        for key, value in placed_scheduling(pod_spec, policy, option).items():
+            path = f"/spec/template/spec/{key}"
+            if value is not None:
+                ops.append({"op": "add", "path": path, "value": value})
+            elif key in pod_spec:
+                ops.append({"op": "remove", "path": path})
         api = self.kube.apps
         fn = api.patch_namespaced_deployment if kind == "Deployment" else api.patch_namespaced_stateful_set
-        await self.kube.call(f"patch {kind}", fn, name, namespace, ops)
+        await self.kube.call(f"patch {kind}", fn, name, namespace, ops, field_manager=FIELD_MANAGER)
         await self._stamp(kind, namespace, name, record)
 
     async def _stamp(self, kind: str, namespace: str, name: str, record: str) -> None:
         api = self.kube.apps
         fn = api.patch_namespaced_deployment if kind == "Deployment" else api.patch_namespaced_stateful_set
-        await self.kube.call(f"patch {kind}", fn, name, namespace, {"metadata": {"annotations": {NEGOTIATION: record}}})
+        await self.kube.call(
+            f"patch {kind}",
+            fn,
+            name,
+            namespace,
+            {"metadata": {"annotations": {NEGOTIATION: record}}},
+            field_manager=FIELD_MANAGER,
+        )
 
     async def _through_hpa(
         self,
