@@ -6,6 +6,9 @@ import hashlib
 import hmac
 import json
 import math
+import re
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -452,3 +455,19 @@ def test_request_signature_verifies_with_the_shared_secret() -> None:
 )
 def test_host_allowlist(host: str | None, allowed: list[str], expected: bool) -> None:
     assert host_allowed(host, allowed) is expected
+
+
+def test_the_documented_agent_snippet_answers_acceptably() -> None:
+    """docs/install.md tells implementers what to sign; its example must be accepted as written."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "install.md").read_text()
+    found = re.search(r"```python\n(import hashlib.*?)```", docs, re.S)
+    assert found is not None
+    namespace: dict[str, Any] = {}
+    exec(found.group(1), namespace)
+    body = request(agent(), {})
+    sent = json.loads(body)
+    text, signature = namespace["handle"](body, agent().signature(body), SECRET)
+    evidence = response(text.decode(), signature=signature, nonce=sent["nonce"], sent=time.time(), received=time.time())
+    proposal = agent().propose(situation(), CANDIDATES, evidence)
+    assert proposal.dropped is None
+    assert proposal.rationale == "every candidate is as good"
