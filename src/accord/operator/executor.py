@@ -138,10 +138,11 @@ class Executor:
         tolerations and affinity terms out, the target's in, the workload's own kept), guarded by
         a `test` of the resourceVersion that body had.
 
-        A JSON patch under that precondition, not server-side apply: tolerations and
-        nodeSelectorTerms are atomic lists in the API's schema (1.20 included), so an apply of the
-        pool's entries would either conflict with the workload's own manager or, forced, replace
-        the whole list and drop the workload's entries. Writing the merged lists with the
+        A JSON patch under that precondition, not server-side apply: on a 1.20 API server the pod
+        template's nodeSelector and tolerations are atomic, so an apply of the pool's entries
+        alone conflicts with the workload's own manager, and forced it replaces the whole field
+        and drops the workload's entries (tried: a forced apply of `{pool: b}` and one toleration
+        left neither `kubernetes.io/os` nor `dedicated`). Writing the merged fields under the
         resourceVersion test loses nothing written in between; the writes carry the field
         manager `accord`, so the changed fields are Accord's in managedFields."""
         option = next((p for p in policy.placements if p.name == placement), None)
