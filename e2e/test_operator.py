@@ -579,3 +579,63 @@ def test_a_paused_workload_is_left_alone(
     assert negotiations(cluster, namespace, "web") == []
     cluster.kubectl("annotate", "deployment", "web", "-n", namespace, "accord.dev/paused-")
     wait_until(lambda: replicas(cluster, namespace, "web") >= 12, timeout=90, interval=1.0, message="web resumed")
+
+
+def test_a_placement_move_keeps_the_workloads_own_constraints(
+    cluster: Cluster,
+    emulator: WorkloadEmulator,
+    operator: OperatorProcess,
+    namespace: str,
+    make_node: Callable[..., Any],
+) -> None:
+    """A Deployment with a selector key and a toleration of its own is moved from a dear pool to a cheap
+    one by a negotiated decision: the dear pool's key and toleration are swapped for the cheap pool's,
+    and the workload's own stay."""
+    dear, cheap = f"{namespace}-dear", f"{namespace}-cheap"
+    make_node("dear", {"e2e-pool": dear, "kubernetes.io/os": "linux"})
+    make_node("cheap", {"e2e-pool": cheap, "kubernetes.io/os": "linux"})
+    own_toleration = {"key": "dedicated", "operator": "Equal", "value": "web", "effect": "NoSchedule"}
+    dear_toleration = {"key": "pool", "operator": "Equal", "value": "dear", "effect": "NoSchedule"}
+    cheap_toleration = {"key": "pool", "operator": "Equal", "value": "cheap", "effect": "NoSchedule"}
+    placements = [
+        {"name": "dear", "nodeSelector": {"e2e-pool": dear}, "tolerations": [dear_toleration], "pricePerPodHour": 1.0},
+        {
+            "name": "cheap",
+            "nodeSelector": {"e2e-pool": cheap},
+            "tolerations": [cheap_toleration],
+            "pricePerPodHour": 0.1,
+        },
+    ]
+    web = deployment(namespace, "web", replicas=3)
+    web["spec"]["template"]["spec"]["nodeSelector"] = {"e2e-pool": dear, "kubernetes.io/os": "linux"}
+    web["spec"]["template"]["spec"]["tolerations"] = [own_toleration, dear_toleration]
+    emulator.add_workload(namespace, "web", demand=150.0)
+    apply(
+        cluster,
+        *agents(namespace),
+        policy(
+            namespace,
+            placements=placements,
+            rules={"minConfidence": 0.3, "requireApproval": {"placementChange": False}},
+        ),
+        web,
+    )
+    moved = find(
+        cluster,
+        namespace,
+        lambda n: phase(n) == "Applied" and n["spec"]["outcome"]["target"]["placement"] == "cheap",
+        timeout=90,
+        message="an applied move to the cheap pool",
+    )
+    assert moved["spec"]["current"]["placement"] == "dear"
+    body = get(cluster, "deployment", namespace, "web")
+    pod = body["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", "e2e-pool": cheap}
+    assert pod["tolerations"] == [own_toleration, cheap_toleration]
+    assert "affinity" not in pod
+    assert body["metadata"]["annotations"]["accord.dev/negotiation"] == moved["metadata"]["name"]
+    shown = cluster.kubectl("get", "deployment", "web", "-n", namespace, "-o", "json", "--show-managed-fields").stdout
+    accord_fields = [m for m in json.loads(shown)["metadata"]["managedFields"] if m["manager"] == "accord"]
+    assert accord_fields, "Accord's writes carry its field manager"
+    owned = json.dumps([m["fieldsV1"] for m in accord_fields])
+    assert '"f:nodeSelector"' in owned

@@ -132,6 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         webhook_service=args.webhook_service,
         concurrency=args.concurrency,
         kubeconfig=args.kubeconfig,
+        agent_hosts=tuple(args.agent_host or ()),
     )
     kopf.run(
         clusterwide=not namespaces,
@@ -249,6 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--webhook-ca", default=None, help="CA bundle the API server trusts (defaults to --webhook-cert)")
     run.add_argument("--concurrency", type=int, default=16, help="workloads negotiated at once")
+    run.add_argument(
+        "--agent-host",
+        action="append",
+        default=None,
+        metavar="HOST",
+        help="a host external agents may be served from (repeatable; `*.example.com` for any name under a "
+        "domain); with none set, any host. An Agent whose URL names another host is marked invalid",
+    )
     run.add_argument("--peering", action="store_true", help="coordinate replicas through kopf peering")
     run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
     run.add_argument(

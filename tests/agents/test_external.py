@@ -6,6 +6,9 @@ import hashlib
 import hmac
 import json
 import math
+import re
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,12 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accord.agents.base import Candidate
-from accord.agents.external import SIGNATURE_HEADER, ExternalAgent, sign, verify
+from accord.agents.external import SIGNATURE_HEADER, ExternalAgent, host_allowed, sign, verify
 from accord.metrics.evidence import Evidence, EvidenceSet, Source
 from accord.models.settings import ExternalSettings
 from tests.factories import NOW, demand, situation
 
 SECRET = b"shared-hmac-key"
+NONCE = "5f1d3c0a9b8e7d6c5f1d3c0a9b8e7d6c"
 URL = "https://agents.example.com/negotiate"
 CANDIDATES = [Candidate(3, "standard"), Candidate(4, "standard"), Candidate(4, "spot")]
 
@@ -31,6 +35,8 @@ def agent(secret: bytes = SECRET) -> ExternalAgent:
 def answer(**overrides: Any) -> dict[str, Any]:
     """A well-formed answer covering every candidate: two utilities and one veto."""
     body: dict[str, Any] = {
+        "nonce": NONCE,
+        "timestamp": NOW + 0.2,
         "utilities": [
             {"replicas": 3, "placement": "standard", "utility": 0.25},
             {"replicas": 4, "placement": "standard", "utility": 0.75},
@@ -44,10 +50,18 @@ def answer(**overrides: Any) -> dict[str, Any]:
 
 
 def response(
-    text: str | None, *, signature: str | None = None, status: str | None = None, secret: bytes = SECRET
+    text: str | None,
+    *,
+    signature: str | None = None,
+    status: str | None = None,
+    secret: bytes = SECRET,
+    nonce: str = NONCE,
+    sent: float = NOW,
+    received: float = NOW + 0.5,
 ) -> EvidenceSet:
-    """The evidence the caller hands over: the body as text, the signature header and a status label."""
-    labels: dict[str, str] = {}
+    """The evidence the caller hands over: the body as text, the signature header, a status label, and
+    the request's nonce and times."""
+    labels: dict[str, str] = {"nonce": nonce, "sent": repr(sent), "received": repr(received)}
     if signature is not None:
         labels["signature"] = signature
     elif text is not None:
@@ -120,6 +134,25 @@ def test_integer_utilities_and_all_vetoes_are_accepted() -> None:
     assert set(proposal.vetoes) == set(CANDIDATES)
 
 
+@pytest.mark.parametrize("stamp", [NOW - 30.0, NOW, NOW + 0.5 + 30.0], ids=["oldest", "sent", "newest"])
+def test_an_answer_within_the_skew_of_the_exchange_is_fresh(stamp: float) -> None:
+    proposal = agent().propose(situation(), CANDIDATES, signed(answer(timestamp=stamp)))
+    assert proposal.dropped is None
+
+
+def test_a_recorded_answer_replayed_to_a_later_request_is_refused() -> None:
+    """An attacker who recorded a signed answer serves it again: the new request has a new nonce."""
+    recorded = json.dumps(answer())
+    fresh = agent().propose(situation(), CANDIDATES, response(recorded))
+    assert fresh.dropped is None
+    replayed = agent().propose(
+        situation(), CANDIDATES, response(recorded, nonce="a" * 32, sent=NOW + 60, received=NOW + 60.2)
+    )
+    assert replayed.dropped is not None
+    assert "nonce is not this request's" in replayed.dropped
+    assert replayed.confidence == 0.0
+
+
 def test_signature_with_surrounding_whitespace_verifies() -> None:
     text = json.dumps(answer())
     proposal = agent().propose(situation(), CANDIDATES, response(text, signature=f"  {sign(text.encode(), SECRET)}\n"))
@@ -167,7 +200,11 @@ DROPPED = [
     pytest.param(signed(answer(confidence="high")), "confidence must be a number", id="confidence-string"),
     pytest.param(signed(answer(confidence=True)), "confidence must be a number", id="confidence-true"),
     pytest.param(signed(answer(confidence=None)), "confidence must be a number", id="confidence-null"),
-    pytest.param(signed({"utilities": answer()["utilities"]}), "confidence must be a number", id="confidence-missing"),
+    pytest.param(
+        signed({k: v for k, v in answer().items() if k != "confidence"}),
+        "confidence must be a number",
+        id="confidence-missing",
+    ),
     pytest.param(response(GOOD.replace("0.8", "NaN")), "confidence must be a number", id="confidence-nan"),
     pytest.param(response(GOOD.replace("0.8", "Infinity")), "confidence must be a number", id="confidence-infinity"),
     pytest.param(signed(answer(rationale=["why"])), "rationale must be a string", id="rationale-list"),
@@ -251,6 +288,21 @@ DROPPED = [
         id="veto-bool",
     ),
     pytest.param(response("9" * 5000), "malformed answer: not JSON", id="integer-too-long-to-parse"),
+    # replay and freshness: the signed answer carries the request's nonce and its own time
+    pytest.param(
+        response(GOOD, nonce="0" * 32), "nonce is not this request's", id="replayed-answer-of-another-request"
+    ),
+    pytest.param(signed(answer(nonce="")), "nonce is not this request's", id="answer-nonce-empty"),
+    pytest.param(signed(answer(nonce=None)), "nonce is not this request's", id="answer-nonce-missing"),
+    pytest.param(signed(answer(nonce=NONCE.upper())), "nonce is not this request's", id="answer-nonce-other-case"),
+    pytest.param(response(GOOD, nonce=""), "no request nonce", id="no-request-nonce"),
+    pytest.param(signed(answer(timestamp=None)), "timestamp must be a number", id="timestamp-missing"),
+    pytest.param(signed(answer(timestamp=str(NOW))), "timestamp must be a number", id="timestamp-string"),
+    pytest.param(signed(answer(timestamp=True)), "timestamp must be a number", id="timestamp-bool"),
+    pytest.param(signed(answer(timestamp=NOW - 30.01)), "stale or from the future", id="timestamp-just-too-old"),
+    pytest.param(signed(answer(timestamp=NOW + 0.5 + 30.01)), "stale or from the future", id="timestamp-just-too-new"),
+    pytest.param(signed(answer(timestamp=NOW - 86_400)), "stale", id="recorded-yesterday"),
+    pytest.param(response(GOOD, sent=math.nan), "stale", id="unknown-send-time"),
 ]
 
 
@@ -315,7 +367,9 @@ JSON_VALUES = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(utilities=st.lists(JSON_VALUES, max_size=5), confidence=JSON_VALUES, rationale=JSON_VALUES)
 def test_any_signed_json_answer_is_judged_never_raised(utilities: Any, confidence: Any, rationale: Any) -> None:
-    text = json.dumps({"utilities": utilities, "confidence": confidence, "rationale": rationale})
+    text = json.dumps(
+        {"nonce": NONCE, "timestamp": NOW, "utilities": utilities, "confidence": confidence, "rationale": rationale}
+    )
     proposal = agent().propose(situation(), CANDIDATES, response(text))
     if proposal.dropped is None:
         assert set(proposal.utilities) | set(proposal.vetoes) == set(CANDIDATES)
@@ -328,12 +382,16 @@ def test_any_signed_json_answer_is_judged_never_raised(utilities: Any, confidenc
 # --- the request -----------------------------------------------------------------------------------------------------
 
 
+def request(a: ExternalAgent, evidence: EvidenceSet, candidates: list[Candidate] = CANDIDATES) -> bytes:
+    return a.request_body(situation(), candidates, evidence, nonce=NONCE, timestamp=NOW)
+
+
 def test_request_body_is_deterministic_json_with_every_candidate() -> None:
     evidence = {"demand": demand(level=300), "latency": Evidence(name="latency", source=Source.PROMETHEUS, value=0.2)}
     reordered = {"latency": evidence["latency"], "demand": evidence["demand"]}
-    body = agent().request_body(situation(), CANDIDATES, evidence)
-    assert body == agent().request_body(situation(), CANDIDATES, reordered)
-    assert body == agent(secret=b"other").request_body(situation(), CANDIDATES, evidence)
+    body = request(agent(), evidence)
+    assert body == request(agent(), reordered)
+    assert body == request(agent(secret=b"other"), evidence)
     payload = json.loads(body)
     assert payload["candidates"] == [
         {"replicas": 3, "placement": "standard"},
@@ -345,25 +403,26 @@ def test_request_body_is_deterministic_json_with_every_candidate() -> None:
     assert payload["readyReplicas"] == 4
     assert payload["time"] == NOW
     assert payload["labels"] == {"app": "web"}
+    assert (payload["nonce"], payload["timestamp"]) == (NONCE, NOW)
     assert payload["evidence"]["demand"] == {"source": "prometheus", "value": 300.0, "timestamp": NOW, "samples": 30}
     assert body == json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
 
 
 def test_request_body_never_echoes_the_previous_response() -> None:
     evidence = {"demand": demand(), **response(GOOD)}
-    payload = json.loads(agent().request_body(situation(), CANDIDATES, evidence))
+    payload = json.loads(request(agent(), evidence))
     assert sorted(payload["evidence"]) == ["demand"]
 
 
 def test_request_body_depends_on_the_candidates() -> None:
-    one = agent().request_body(situation(), CANDIDATES, {})
-    other = agent().request_body(situation(), CANDIDATES[:2], {})
+    one = request(agent(), {})
+    other = request(agent(), {}, CANDIDATES[:2])
     assert one != other
     assert len(json.loads(other)["candidates"]) == 2
 
 
 def test_request_signature_verifies_with_the_shared_secret() -> None:
-    body = agent().request_body(situation(), CANDIDATES, {})
+    body = request(agent(), {})
     signature = agent().signature(body)
     assert signature == "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
     assert verify(body, signature, SECRET)
@@ -371,3 +430,44 @@ def test_request_signature_verifies_with_the_shared_secret() -> None:
     assert not verify(body + b" ", signature, SECRET)
     assert not verify(body, None, SECRET)
     assert SIGNATURE_HEADER == "X-Accord-Signature"
+
+
+# --- the operator's allowlist of agent hosts --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed", "expected"),
+    [
+        ("agents.example.com", [], True),
+        ("agents.example.com", ["agents.example.com"], True),
+        ("Agents.Example.COM.", ["agents.example.com"], True),
+        ("agents.example.com", ["other.example.com"], False),
+        ("evil-agents.example.com", ["agents.example.com"], False),
+        ("agents.example.com.evil.net", ["agents.example.com"], False),
+        ("a.example.com", ["*.example.com"], True),
+        ("a.b.example.com", ["*.example.com"], True),
+        ("example.com", ["*.example.com"], False),
+        ("badexample.com", ["*.example.com"], False),
+        ("10.0.0.1", ["10.0.0.1"], True),
+        (None, ["agents.example.com"], False),
+        ("", ["agents.example.com"], False),
+    ],
+)
+def test_host_allowlist(host: str | None, allowed: list[str], expected: bool) -> None:
+    assert host_allowed(host, allowed) is expected
+
+
+def test_the_documented_agent_snippet_answers_acceptably() -> None:
+    """docs/install.md tells implementers what to sign; its example must be accepted as written."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "install.md").read_text()
+    found = re.search(r"```python\n(import hashlib.*?)```", docs, re.S)
+    assert found is not None
+    namespace: dict[str, Any] = {}
+    exec(found.group(1), namespace)
+    body = request(agent(), {})
+    sent = json.loads(body)
+    text, signature = namespace["handle"](body, agent().signature(body), SECRET)
+    evidence = response(text.decode(), signature=signature, nonce=sent["nonce"], sent=time.time(), received=time.time())
+    proposal = agent().propose(situation(), CANDIDATES, evidence)
+    assert proposal.dropped is None
+    assert proposal.rationale == "every candidate is as good"

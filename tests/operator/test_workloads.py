@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from accord.models.policy import NegotiationPolicySpec
-from accord.operator.workloads import current_placement, placement_patch, pools, selects, workload_view
+from accord.operator.workloads import current_placement, placed_scheduling, pools, selects, workload_view
 
 
 def deployment(**over: Any) -> dict[str, Any]:
@@ -125,8 +125,145 @@ def test_pools_are_what_their_nodes_show() -> None:
     assert found["spot"].price_per_pod_hour is None
 
 
-def test_a_placement_replaces_the_whole_selector_and_tolerations() -> None:
-    patch = placement_patch(POLICY.placements[2])
-    assert patch["nodeSelector"] == {"pool": "spot"}
-    assert patch["tolerations"] == [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}]
-    assert placement_patch(POLICY.placements[0])["tolerations"] is None
+# -- a move between pools keeps what the workload had of its own -----------------------------------------------
+ZONE_A = {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}
+ZONE_B = {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["b"]}
+LINUX = {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}
+SPREAD = {"weight": 10, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": {}}}
+DEDICATED = {"key": "dedicated", "operator": "Equal", "value": "web", "effect": "NoSchedule"}
+SPOT = {"key": "spot", "operator": "Exists", "effect": "NoSchedule"}
+
+MOVES = NegotiationPolicySpec.model_validate(
+    {
+        "agents": [{"name": "cost"}],
+        "placements": [
+            {
+                "name": "a",
+                "nodeSelector": {"pool": "a"},
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": [ZONE_A]}]
+                        }
+                    }
+                },
+            },
+            {
+                "name": "b",
+                "nodeSelector": {"pool": "b", "disk": "ssd"},
+                "tolerations": [SPOT],
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": [ZONE_B]}]
+                        }
+                    }
+                },
+            },
+            {"name": "plain", "nodeSelector": {"pool": "plain"}},
+        ],
+    }
+)
+
+
+def pool(name: str) -> Any:
+    return next(p for p in MOVES.placements if p.name == name)
+
+
+def own_pod_spec(**over: Any) -> dict[str, Any]:
+    """A workload on pool a, with a selector key, a toleration and affinity terms of its own."""
+    spec: dict[str, Any] = {
+        "nodeSelector": {"pool": "a", "kubernetes.io/os": "linux"},
+        "tolerations": [DEDICATED],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [LINUX, ZONE_A]}]
+                }
+            },
+            "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [SPREAD]},
+        },
+        "containers": [{"name": "app", "image": "app"}],
+    }
+    spec.update(over)
+    return spec
+
+
+def test_a_move_between_pools_keeps_the_workloads_own_constraints() -> None:
+    moved = placed_scheduling(own_pod_spec(), MOVES, pool("b"))
+    assert moved["nodeSelector"] == {"kubernetes.io/os": "linux", "pool": "b", "disk": "ssd"}
+    assert moved["tolerations"] == [DEDICATED, SPOT]
+    assert moved["affinity"] == {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [LINUX, ZONE_B]}]
+            }
+        },
+        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [SPREAD]},
+    }
+    back = placed_scheduling({**own_pod_spec(), **moved}, MOVES, pool("a"))
+    assert back == {k: own_pod_spec()[k] for k in ("nodeSelector", "tolerations", "affinity")}
+
+
+def test_the_target_pools_value_wins_over_the_workloads_for_a_shared_key() -> None:
+    spec = own_pod_spec(nodeSelector={"pool": "legacy", "disk": "hdd"})
+    moved = placed_scheduling(spec, MOVES, pool("b"))
+    assert moved["nodeSelector"] == {"pool": "b", "disk": "ssd"}
+    # A pair no pool sets is the workload's own: a move to a pool without that key keeps it.
+    assert placed_scheduling(spec, MOVES, pool("plain"))["nodeSelector"] == {"pool": "plain", "disk": "hdd"}
+    # Only a pool's exact pair is the pool's: "disk: ssd" leaves with pool b, "disk: hdd" would not.
+    assert placed_scheduling({**spec, **moved}, MOVES, pool("plain"))["nodeSelector"] == {"pool": "plain"}
+
+
+def test_removing_the_last_pool_term_leaves_no_empty_structure() -> None:
+    only_pools = {
+        "nodeSelector": {"pool": "a"},
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [ZONE_A]}]
+                }
+            }
+        },
+        "tolerations": [SPOT],
+    }
+    moved = placed_scheduling(only_pools, MOVES, pool("plain"))
+    assert moved == {"nodeSelector": {"pool": "plain"}, "tolerations": None, "affinity": None}
+    spec = own_pod_spec()
+    spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] = [
+        {"matchExpressions": [ZONE_A]}
+    ]
+    moved = placed_scheduling(spec, MOVES, pool("plain"))
+    assert moved["affinity"] == {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [SPREAD]}}
+    assert placed_scheduling({"containers": []}, MOVES, pool("plain")) == {
+        "nodeSelector": {"pool": "plain"},
+        "tolerations": None,
+        "affinity": None,
+    }
+
+
+def test_required_node_terms_are_anded_with_each_of_the_workloads_ored_terms() -> None:
+    windows = {"key": "kubernetes.io/os", "operator": "In", "values": ["windows"]}
+    spec = {
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [LINUX]}, {"matchExpressions": [windows]}]
+                }
+            }
+        }
+    }
+    moved = placed_scheduling(spec, MOVES, pool("a"))
+    terms = moved["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [LINUX, ZONE_A]}, {"matchExpressions": [windows, ZONE_A]}]
+    back = placed_scheduling({**spec, **moved}, MOVES, pool("plain"))
+    assert back["affinity"] == spec["affinity"]
+
+
+def test_tolerations_compare_in_one_form() -> None:
+    # The API server may hand back `operator` unset (Equal) and no empty strings; the pool's stays recognised.
+    spec = {"tolerations": [{"key": "spot", "operator": "Exists", "effect": "NoSchedule", "value": ""}, {"key": "x"}]}
+    moved = placed_scheduling(spec, MOVES, pool("a"))
+    assert moved["tolerations"] == [{"key": "x"}]
+    again = placed_scheduling({"tolerations": [SPOT, DEDICATED]}, MOVES, pool("b"))
+    assert again["tolerations"] == [DEDICATED, SPOT]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -23,11 +24,12 @@ from kubernetes.client.exceptions import ApiException
 from accord.models.policy import NegotiationPolicySpec
 from accord.negotiation.lifecycle import Command, Decisions, Done, Failed, Live, Refused, Result, revalidate
 from accord.operator.kube import Kube, conflict, not_found
-from accord.operator.workloads import NEGOTIATION, current_placement, placement_patch, selects, workload_view
+from accord.operator.workloads import NEGOTIATION, current_placement, placed_scheduling, selects, workload_view
 
 log = logging.getLogger(__name__)
 
 RETRIES = 4
+FIELD_MANAGER = "accord"  # every write is Accord's in managedFields (GitOps tools can ignore it)
 
 
 class Executor:
@@ -100,7 +102,7 @@ class Executor:
                         ref.kind,
                         ref.namespace,
                         ref.name,
-                        view.resource_version,
+                        body,
                         policy,
                         target.placement,
                         target.replicas,
@@ -133,40 +135,62 @@ class Executor:
             "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
             "spec": {"replicas": replicas},
         }
-        await self.kube.call(f"update {kind}/scale", fn, name, namespace, body)
+        await self.kube.call(f"update {kind}/scale", fn, name, namespace, body, field_manager=FIELD_MANAGER)
 
     async def _place(
         self,
         kind: str,
         namespace: str,
         name: str,
-        resource_version: str,
+        body: Mapping[str, Any],
         policy: NegotiationPolicySpec,
         placement: str,
         replicas: int,
         record: str,
     ) -> None:
+        """Move the workload to a pool in one write: replicas and the pod template's scheduling
+        fields, computed from the body just read (`placed_scheduling`: the policy's pools' keys,
+        tolerations and affinity terms out, the target's in, the workload's own kept), guarded by
+        a `test` of the resourceVersion that body had.
+
+        A JSON patch under that precondition, not server-side apply: on a 1.20 API server the pod
+        template's nodeSelector and tolerations are atomic, so an apply of the pool's entries
+        alone conflicts with the workload's own manager, and forced it replaces the whole field
+        and drops the workload's entries (tried: a forced apply of `{pool: b}` and one toleration
+        left neither `kubernetes.io/os` nor `dedicated`). Writing the merged fields under the
+        resourceVersion test loses nothing written in between; the writes carry the field
+        manager `accord`, so the changed fields are Accord's in managedFields."""
         option = next((p for p in policy.placements if p.name == placement), None)
         if option is None:  # revalidate refuses a placement the policy no longer has
             raise ValueError(f"placement {placement!r} is not in the policy")
-        pod = placement_patch(option)
+        pod_spec: Mapping[str, Any] = ((body.get("spec") or {}).get("template") or {}).get("spec") or {}
+        meta: Mapping[str, Any] = body.get("metadata") or {}
         ops: list[dict[str, Any]] = [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion", "")},
             {"op": "replace", "path": "/spec/replicas", "value": replicas},
         ]
-        for key in ("nodeSelector", "tolerations", "affinity"):
-            if key in pod:
-                empty: Any = {} if key == "nodeSelector" else []
-                ops.append({"op": "add", "path": f"/spec/template/spec/{key}", "value": pod[key] or empty})
+        for key, value in placed_scheduling(pod_spec, policy, option).items():
+            path = f"/spec/template/spec/{key}"
+            if value is not None:
+                ops.append({"op": "add", "path": path, "value": value})
+            elif key in pod_spec:
+                ops.append({"op": "remove", "path": path})
         api = self.kube.apps
         fn = api.patch_namespaced_deployment if kind == "Deployment" else api.patch_namespaced_stateful_set
-        await self.kube.call(f"patch {kind}", fn, name, namespace, ops)
+        await self.kube.call(f"patch {kind}", fn, name, namespace, ops, field_manager=FIELD_MANAGER)
         await self._stamp(kind, namespace, name, record)
 
     async def _stamp(self, kind: str, namespace: str, name: str, record: str) -> None:
         api = self.kube.apps
         fn = api.patch_namespaced_deployment if kind == "Deployment" else api.patch_namespaced_stateful_set
-        await self.kube.call(f"patch {kind}", fn, name, namespace, {"metadata": {"annotations": {NEGOTIATION: record}}})
+        await self.kube.call(
+            f"patch {kind}",
+            fn,
+            name,
+            namespace,
+            {"metadata": {"annotations": {NEGOTIATION: record}}},
+            field_manager=FIELD_MANAGER,
+        )
 
     async def _through_hpa(
         self, command: Command, policy: NegotiationPolicySpec, hpa: tuple[str, int | None, int]

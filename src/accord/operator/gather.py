@@ -1,7 +1,8 @@
 """Gathers each agent's evidence before the pure code runs (operator layer: the I/O side of agents).
 
 Agents declare `EvidenceRequest`s; this module renders and runs them against Prometheus, and
-calls external agents over HTTPS with a signed body. Nothing raised here stops a round: a
+calls external agents over HTTPS with a signed body (a fresh nonce each time; no redirect is
+followed; the answer is read up to `MAX_ANSWER_BYTES`). Nothing raised here stops a round: a
 failing source becomes absent evidence with its reason, and the agent's confidence (or the
 policy's missing-metrics rule) takes it from there.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 import aiohttp
 
 from accord.agents.base import Agent, Candidate, QueryKind, Situation
-from accord.agents.external import SIGNATURE_HEADER, ExternalAgent
+from accord.agents.external import MAX_ANSWER_BYTES, SIGNATURE_HEADER, ExternalAgent
 from accord.metrics.evidence import Evidence, EvidenceSet, Source
 from accord.metrics.prometheus import InstantQuery, MetricsUnavailable, PrometheusSource, RangeQuery
 from accord.models.common import Model
@@ -69,17 +71,43 @@ async def prometheus_evidence(
     return found, problem
 
 
+class AnswerTooLargeError(ValueError):
+    pass
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, read a chunk at a time and given up on as soon as it passes `limit` bytes (so a
+    huge answer is never held in memory, whatever its Content-Length says)."""
+    if response.content_length is not None and response.content_length > limit:
+        announced = response.content_length
+        raise AnswerTooLargeError(f"the answer announces {announced} bytes, more than the {limit} allowed")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise AnswerTooLargeError(f"the answer is longer than the {limit} bytes allowed")
+    return bytes(body)
+
+
 async def external_evidence(
     agent: ExternalAgent,
     situation: Situation,
     candidates: Sequence[Candidate],
     shared: EvidenceSet,
     session: aiohttp.ClientSession,
-    ssl: Any = None,
+    ssl: Any = True,
+    *,
+    limit: int = MAX_ANSWER_BYTES,
 ) -> Evidence:
-    body = agent.request_body(situation, candidates, shared)
+    """Ask an external agent. Whatever the agent does (no answer, a redirect, an error status, a
+    body too large or not UTF-8) becomes the answer's status, never an exception: the agent's say
+    is dropped for this workload and the round goes on."""
+    nonce = secrets.token_hex(16)
+    sent = time.time()
+    body = agent.request_body(situation, candidates, shared, nonce=nonce, timestamp=sent)
     url = str(agent.settings.url)
     started = time.monotonic()
+    text, signature = "", ""
     try:
         async with session.post(
             url,
@@ -87,14 +115,25 @@ async def external_evidence(
             headers={"Content-Type": "application/json", SIGNATURE_HEADER: agent.signature(body)},
             timeout=aiohttp.ClientTimeout(total=agent.settings.timeout_seconds),
             ssl=ssl,
+            allow_redirects=False,  # the signed request goes to the configured host only
         ) as response:
-            text = await response.text()
-            status = "ok" if response.status == 200 else f"HTTP {response.status}"
-            signature = response.headers.get(SIGNATURE_HEADER, "")
+            if response.status != 200:
+                redirect = " (redirects are not followed)" if 300 <= response.status < 400 else ""
+                status = f"HTTP {response.status}{redirect}"
+            else:
+                raw = await read_capped(response, limit)
+                signature = response.headers.get(SIGNATURE_HEADER, "")
+                text, status = raw.decode("utf-8"), "ok"
     except TimeoutError:
-        text, status, signature = "", f"no answer within {agent.settings.timeout_seconds}s", ""
+        status = f"no answer within {agent.settings.timeout_seconds}s"
     except aiohttp.ClientError as exc:
-        text, status, signature = "", f"request failed: {exc}", ""
+        status = f"request failed: {exc}"
+    except AnswerTooLargeError as exc:
+        status = str(exc)
+    except UnicodeDecodeError as exc:
+        status = f"the answer is not UTF-8 ({exc.reason} at byte {exc.start})"
+    if status != "ok":
+        text, signature = "", ""
     elapsed = time.monotonic() - started
     return Evidence(
         name="response",
@@ -103,7 +142,14 @@ async def external_evidence(
         text=text or None,
         timestamp=situation.now,
         samples=1 if text else 0,
-        labels={"status": status, "signature": signature, "elapsed": f"{elapsed:.3f}"},
+        labels={
+            "status": status,
+            "signature": signature,
+            "elapsed": f"{elapsed:.3f}",
+            "nonce": nonce,
+            "sent": repr(sent),
+            "received": repr(time.time()),
+        },
     )
 
 
@@ -146,5 +192,8 @@ async def gather(
             if session is None:
                 evidence[seat.name] = {"response": Evidence.absent("response", Source.EXTERNAL, reason="no session")}
                 continue
-            evidence[seat.name] = {"response": await external_evidence(agent, situation, candidates, shared, session)}
+            answer = await external_evidence(agent, situation, candidates, shared, session)
+            evidence[seat.name] = {"response": answer}
+            if answer.labels.get("status") != "ok":
+                problems.append(f"{seat.name}: {answer.labels.get('status')}")
     return evidence, problems

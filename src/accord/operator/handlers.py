@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
+from accord.agents.external import host_allowed
 from accord.models.agent import AgentSpec
 from accord.models.common import GROUP, VERSION, from_wire
 from accord.models.errors import describe_validation_error
@@ -216,10 +218,7 @@ async def agent_event(
         return
     generation = int(meta.get("generation") or 0)
     status = body.get("status") or {}
-    try:
-        spec, error = from_wire(AgentSpec, body.get("spec") or {}), None
-    except ValidationError as exc:
-        spec, error = None, describe_validation_error(exc)
+    spec, reason, error = agent_spec(body.get("spec") or {}, state.config.agent_hosts)
     state.agents[key] = AgentEntry(
         meta.get("namespace", ""), meta.get("name", ""), spec, error, generation, status.get("observedGeneration")
     )
@@ -228,7 +227,10 @@ async def agent_event(
             float(status["trust"]), int(status.get("trustSamples") or 0), status.get("meanError")
         )
         observability.TRUST.labels(namespace=meta.get("namespace"), agent=meta.get("name")).set(status["trust"])
-    if status.get("observedGeneration") == generation:
+    invalid: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Invalid"), {})
+    seen = (invalid.get("status"), invalid.get("reason"))
+    # Also when only the verdict changed: an operator restarted with another allowlist judges anew.
+    if status.get("observedGeneration") == generation and seen == ("True" if error else "False", reason or "Valid"):
         return
     conditions = merge_conditions(
         status.get("conditions") or [],
@@ -236,14 +238,14 @@ async def agent_event(
             condition(
                 "Ready",
                 spec is not None,
-                "Valid" if spec else "InvalidSpec",
+                "Valid" if spec else reason or "InvalidSpec",
                 "the agent takes part in negotiations" if spec else (error or ""),
                 generation,
             ),
             condition(
                 "Invalid",
                 spec is None,
-                "InvalidSpec" if spec is None else "Valid",
+                reason or "Valid",
                 error or "the spec is valid",
                 generation,
             ),
@@ -254,8 +256,26 @@ async def agent_event(
     )
     if error:
         logger.warning("invalid Agent %s: %s", key, error)
-        await negotiator.recorder.event(involved=dict(body), reason="InvalidSpec", message=error, type_="Warning")
+        await negotiator.recorder.event(
+            involved=dict(body), reason=reason or "InvalidSpec", message=error, type_="Warning"
+        )
     state.wake()
+
+
+def agent_spec(raw: Mapping[str, Any], allowed_hosts: Sequence[str]) -> tuple[AgentSpec | None, str | None, str | None]:
+    """An Agent's spec, or None with the reason and message of why it takes no part."""
+    try:
+        spec = from_wire(AgentSpec, raw)
+    except ValidationError as exc:
+        return None, "InvalidSpec", describe_validation_error(exc)
+    if spec.external is not None and not host_allowed(spec.external.url.host, allowed_hosts):
+        return (
+            None,
+            "HostNotAllowed",
+            f"spec.external.url: the host {spec.external.url.host!r} is not one the operator may call "
+            f"(allowed: {', '.join(allowed_hosts)}); the agent takes no part",
+        )
+    return spec, None, None
 
 
 @kopf.on.event(GROUP, VERSION, "negotiationpolicies")

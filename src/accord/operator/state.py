@@ -40,6 +40,7 @@ class OperatorConfig:
     workload_timeout: float = 30.0
     prometheus_timeout: float = 5.0
     kubeconfig: str | None = None
+    agent_hosts: tuple[str, ...] = ()  # hosts external agents may be served from; empty: any
 
 
 @dataclass

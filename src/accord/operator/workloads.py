@@ -6,7 +6,7 @@ current replicas and placement, and each of the policy's pools as its Nodes show
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,13 +125,149 @@ def pools(
     return found
 
 
-def placement_patch(placement: Placement) -> dict[str, Any]:
-    """The pod-template fields a placement sets (a strategic merge of nodeSelector is not enough:
-    a stale key from another pool must go, so the selector is replaced as a whole)."""
-    pod: dict[str, Any] = {
-        "nodeSelector": dict(placement.node_selector) or None,
-        "tolerations": [t.to_wire() for t in placement.tolerations] or None,
-    }
-    if placement.affinity is not None:
-        pod["affinity"] = placement.affinity
-    return pod
+# -- placement: the pod-template fields a move owns ------------------------------------------------------------
+SCHEDULING_FIELDS = ("nodeSelector", "tolerations", "affinity")
+_NODE = "nodeAffinity"
+_REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
+_PREFERRED = "preferredDuringSchedulingIgnoredDuringExecution"
+_TERMS = "nodeSelectorTerms"
+_TERM_LISTS = ("matchExpressions", "matchFields")
+
+
+def _clean(value: Any) -> Any:
+    """A value as the API server hands it back: no nulls (so equal things compare equal). Empty maps
+    stay: an empty labelSelector matches everything, a missing one nothing."""
+    if isinstance(value, Mapping):
+        return {k: _clean(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _toleration(t: Mapping[str, Any]) -> dict[str, Any]:
+    """A toleration in one form: `operator` defaults to Equal, empty strings are unset."""
+    found = {k: v for k, v in _clean(t).items() if v != ""}
+    found.setdefault("operator", "Equal")
+    return found
+
+
+def _without(items: Sequence[Any], unwanted: Sequence[Any]) -> list[Any]:
+    return [i for i in items if i not in unwanted]
+
+
+def _with(items: Sequence[Any], wanted: Sequence[Any]) -> list[Any]:
+    out = list(items)
+    out.extend(w for w in wanted if w not in out)
+    return out
+
+
+def _term_minus(term: Mapping[str, Any], pool_terms: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A node selector term without the requirements any pool's term carries."""
+    out: dict[str, Any] = {}
+    for key in _TERM_LISTS:
+        pooled = [r for p in pool_terms for r in p.get(key, [])]
+        kept = _without(term.get(key, []), pooled)
+        if kept:
+            out[key] = kept
+    return out
+
+
+def _term_plus(term: Mapping[str, Any], pool_term: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in _TERM_LISTS:
+        merged = _with(term.get(key, []), pool_term.get(key, []))
+        if merged:
+            out[key] = merged
+    return out
+
+
+def _required_terms(
+    own: Sequence[Mapping[str, Any]], pools_terms: Sequence[Mapping[str, Any]], target: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Required node affinity: terms are ORed, a term's requirements ANDed. A pool's terms are ANDed
+    with the workload's own by adding each pool term's requirements to each own term (a cross
+    product); taking them out strips those requirements again and drops the terms left empty (an
+    empty term matches no node) and the duplicates the cross product made."""
+    stripped: list[dict[str, Any]] = []
+    for term in own:
+        rest = _term_minus(term, pools_terms)
+        if rest and rest not in stripped:
+            stripped.append(rest)
+    if not target:
+        return stripped
+    if not stripped:
+        return [_clean(t) for t in target]
+    merged: list[dict[str, Any]] = []
+    for term in stripped:
+        for pool_term in target:
+            combined = _term_plus(term, pool_term)
+            if combined not in merged:
+                merged.append(combined)
+    return merged
+
+
+def _affinity(
+    own: Mapping[str, Any], policy_affinities: Sequence[Mapping[str, Any]], target: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The workload's affinity less every pool's terms, plus the target pool's; no empty structure is left."""
+    out: dict[str, Any] = {k: v for k, v in own.items() if k not in {_NODE, "podAffinity", "podAntiAffinity"}}
+    for kind in (_NODE, "podAffinity", "podAntiAffinity"):
+        mine: Mapping[str, Any] = own.get(kind, {})
+        theirs = [a.get(kind, {}) for a in policy_affinities]
+        wanted: Mapping[str, Any] = target.get(kind, {})
+        block: dict[str, Any] = {k: v for k, v in mine.items() if k not in {_REQUIRED, _PREFERRED}}
+        # Preferred terms (every kind) and required pod (anti-)affinity terms are independent items of a list.
+        preferred = _with(
+            _without(mine.get(_PREFERRED, []), [p for t in theirs for p in t.get(_PREFERRED, [])]),
+            wanted.get(_PREFERRED, []),
+        )
+        if preferred:
+            block[_PREFERRED] = preferred
+        if kind == _NODE:
+            terms = _required_terms(
+                mine.get(_REQUIRED, {}).get(_TERMS, []),
+                [term for t in theirs for term in t.get(_REQUIRED, {}).get(_TERMS, [])],
+                wanted.get(_REQUIRED, {}).get(_TERMS, []),
+            )
+            if terms:
+                block[_REQUIRED] = {**{k: v for k, v in mine.get(_REQUIRED, {}).items() if k != _TERMS}, _TERMS: terms}
+        else:
+            required = _with(
+                _without(mine.get(_REQUIRED, []), [r for t in theirs for r in t.get(_REQUIRED, [])]),
+                wanted.get(_REQUIRED, []),
+            )
+            if required:
+                block[_REQUIRED] = required
+        if block:
+            out[kind] = block
+    return out
+
+
+def placed_scheduling(pod_spec: Mapping[str, Any], policy: NegotiationPolicySpec, target: Placement) -> dict[str, Any]:
+    """The pod template's nodeSelector, tolerations and affinity after a move to `target`.
+
+    A placement owns only its own keys: every pair, toleration and affinity term that one of the
+    policy's pools sets is taken out, the target pool's are put in, and everything else the
+    workload had stays. Where the target sets a nodeSelector key the workload also sets, the
+    target's value wins (a map holds one value per key; the move would mean nothing otherwise). A
+    field left empty is None: the caller removes it rather than writing an empty structure.
+    Pool terms are recognised by equality, so a constraint of the workload's own that equals a
+    pool's is taken for the pool's."""
+    own = {k: _clean(pod_spec.get(k)) for k in SCHEDULING_FIELDS if pod_spec.get(k)}
+    selector: dict[str, str] = dict(own.get("nodeSelector", {}))
+    for pool in policy.placements:
+        for key, value in pool.node_selector.items():
+            if selector.get(key) == value:
+                del selector[key]
+    selector.update(target.node_selector)
+    pooled = [_toleration(t.to_wire()) for p in policy.placements for t in p.tolerations]
+    tolerations = [t for t in own.get("tolerations", []) if _toleration(t) not in pooled]
+    for toleration in (t.to_wire() for t in target.tolerations):
+        if _toleration(toleration) not in map(_toleration, tolerations):
+            tolerations.append(toleration)
+    affinity = _affinity(
+        own.get("affinity", {}),
+        [_clean(p.affinity) for p in policy.placements if p.affinity],
+        _clean(target.affinity or {}),
+    )
+    return {"nodeSelector": selector or None, "tolerations": tolerations or None, "affinity": affinity or None}
