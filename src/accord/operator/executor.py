@@ -88,6 +88,7 @@ class Executor:
             refused = revalidate(command, live, policy=policy, state=decisions, now=now)
             if refused is not None:
                 return refused
+            assert body is not None
             assert view is not None
             assert live is not None
             assert policy is not None
