@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import aiohttp
@@ -149,6 +149,8 @@ class Negotiator:
             await self.invalid(namespace, name, body, "AgentsMissing", "; ".join(problems), generation)
             return float(spec.interval_seconds)
         self.reported.pop(key, None)
+        # Decisions past their deadline expire before anything new is decided (as in the replay).
+        await self.expire_pending(key)
         selected = [w for w in list(self.state.workloads.values()) if selects(spec, namespace, w)]
         active = [w for w in selected if not w.paused and not w.opted_out]
         report = RoundReport(workloads=len(selected))
@@ -179,9 +181,11 @@ class Negotiator:
         )
         ready = [g for g in gathered if g is not None]
         # Deciding is pure CPU work: off the event loop, so that approvals and watches are served meanwhile.
-        decided = await asyncio.to_thread(
-            negotiate_each, policy=spec, cases=[g.case for g in ready], agents=table.seated
-        )
+        # The predictions settled while gathering moved trust: the agents negotiate with what they have earned now.
+        seated = [
+            (replace(seat, trust=self.state.trust_of(namespace, seat.name)), agent) for seat, agent in table.seated
+        ]
+        decided = await asyncio.to_thread(negotiate_each, policy=spec, cases=[g.case for g in ready], agents=seated)
         outcomes: list[tuple[Gathered, Outcome]] = []
         for g, outcome in zip(ready, decided, strict=True):
             if isinstance(outcome, Exception):
@@ -195,7 +199,6 @@ class Negotiator:
             if done is not None:
                 report.negotiated += 1
             observability.WORKLOAD_SECONDS.observe(g.seconds + (done or 0.0))
-        await self.expire_pending(key)
         observability.ROUND_SECONDS.labels(policy=key).observe(time.monotonic() - started)
         await self.policy_status(namespace, name, body, spec, report, generation)
         await self.agent_status(namespace, table)
@@ -240,13 +243,7 @@ class Negotiator:
             now=now,
             interval_seconds=spec.interval_seconds,
         )
-        evidence, problems = await gather(
-            seated=table.seated,
-            situation=situation,
-            policy=spec,
-            prometheus=self.prometheus,
-            session=self.session,
-        )
+        evidence, problems = await self.evidence(situation, spec, table)
         report.metrics_problems.extend(problems)
         self.check_predictions(policy_key.split("/", 1)[0], w, evidence, now)
         decisions = lifecycle.seed(
@@ -255,6 +252,14 @@ class Negotiator:
         self.state.decisions[w.key] = decisions
         case = Case(situation, evidence, decisions.history)
         return Gathered(w, case, time.monotonic() - t0)
+
+    async def evidence(
+        self, situation: Situation, spec: NegotiationPolicySpec, table: Table
+    ) -> tuple[dict[str, EvidenceSet], list[str]]:
+        """What each seated agent asked for, from Prometheus (and external agents' answers)."""
+        return await gather(
+            seated=table.seated, situation=situation, policy=spec, prometheus=self.prometheus, session=self.session
+        )
 
     async def conclude(
         self, gathered: Gathered, outcome: Outcome, spec: NegotiationPolicySpec, policy_key: str, report: RoundReport

@@ -262,10 +262,9 @@ class Negotiated:
                 ),
                 now,
             )
-            if self.live != Candidate(view.requested, self.placement):
-                return self.live.replicas
         if view.tick % self.every:
-            return view.requested
+            return self.live.replicas
+        self.decisions = lifecycle.seed(self.decisions, replicas=view.requested, policy=self.policy, now=now)
         situation = Situation(
             namespace=NAMESPACE,
             name=self.workload,
