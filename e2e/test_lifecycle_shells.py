@@ -134,6 +134,19 @@ def test_the_operator_and_the_replay_decide_the_same_on_the_same_trace(cluster: 
     assert operator_replicas == list(run.requested)
     assert operator_records == sorted(replay_records)
 
+    # A restarted operator rebuilds the same decision state from the records: the same records,
+    # and the same changes counting against the budget.
+    end = START + 60.0 * (len(DEMAND) - 1)
+    restarted = State(config=OperatorConfig())
+    for item in listed:
+        approvals.track(restarted, item, now=end)
+    rebuilt = restarted.decisions[f"Deployment/{namespace}/web"]
+    assert [(r.name, r.phase, r.target) for r in rebuilt.records] == [
+        (r.name, r.phase, r.target) for r in replayed.decisions.records
+    ]
+    assert rebuilt.history.changes == tuple(t for t in replayed.decisions.history.changes if t >= end - 3600)
+    assert len(rebuilt.history.changes) >= 2
+
 
 async def operate(
     kubeconfig: Path,

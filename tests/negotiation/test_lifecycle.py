@@ -415,10 +415,11 @@ def test_the_state_is_rebuilt_from_the_records_and_the_workload() -> None:
     old = record_at("b", NOW - 5000, Phase.APPLIED, applied_at=NOW - 4990)
     waiting = record_at("c", NOW - 50, Phase.PENDING_APPROVAL, expires_at=NOW + 500)
     state = Decisions()
-    for record in (waiting, applied, old, applied):  # in any order, one seen twice
+    twin = replace(applied, name="a2")  # another change applied in the same second
+    for record in (waiting, applied, old, applied, twin):  # in any order, one seen twice
         state = lifecycle.observe(state, record, now=NOW)
-    assert [r.name for r in state.records] == ["b", "a", "c"]
-    assert state.history.changes == (NOW - 90,)  # the budget's hour only, counted once
+    assert [r.name for r in state.records] == ["b", "a", "a2", "c"]
+    assert state.history.changes == (NOW - 90, NOW - 90)  # the budget's hour only, each record once
     assert state.pending == waiting
     spec = policy(bounds={"minReplicas": 1, "maxReplicas": 50, "scaleDownStabilizationSeconds": 300})
     seeded = lifecycle.seed(state, replicas=7, policy=spec, now=NOW)

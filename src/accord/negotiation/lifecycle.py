@@ -597,7 +597,7 @@ def observe(state: Decisions, record: Record, *, deleted: bool = False, now: flo
         return state
     history = state.history
     applied = record.applied_at
-    if applied is not None and applied >= now - BUDGET_WINDOW and applied not in history.changes:
+    if applied is not None and applied >= now - BUDGET_WINDOW:  # an unknown record was never counted here
         history = History(history.recommendations, tuple(sorted((*history.changes, applied))))
     return replace(state, history=history).put(record)
 
