@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from accord.models.common import Condition, Model
 
@@ -112,6 +112,17 @@ class OutcomeRecord(Model):
 
 class NegotiationSpec(Model):
     """The decision, as the engine made it. Written once; never edited."""
+
+    # API servers with CRD validation rules (1.25 and later) refuse an edit of the spec themselves; on
+    # older ones the admission webhook does (`approvals.check_update`), and the operator's fingerprint
+    # of the decision refuses to act on an edited record either way.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self == oldSelf", "message": "a Negotiation's spec is the decision as made and is immutable"}
+            ]
+        }
+    )
 
     workload: WorkloadRef
     policy: str = Field(description="The NegotiationPolicy, namespace/name.")

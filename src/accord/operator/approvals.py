@@ -44,6 +44,20 @@ def approval_changed(body: Mapping[str, Any], old: Mapping[str, Any] | None) -> 
     return _annotations(body).get(APPROVAL) != _annotations(old).get(APPROVAL)
 
 
+def check_update(
+    *, state: State, body: Mapping[str, Any], old: Mapping[str, Any] | None, userinfo: Mapping[str, Any]
+) -> None:
+    """Refuse an edit of a Negotiation's spec (it is the decision as made: evidence, never a request)
+    and an approval annotation from someone who may not give it. Pure apart from `state` reads."""
+    if old is not None and (body.get("spec") or {}) != (old.get("spec") or {}):
+        raise ApprovalRefused(
+            "a Negotiation's spec is the decision as made and is immutable; "
+            "approve or reject it with the accord.dev/approval annotation",
+            code=422,
+        )
+    check_approver(state=state, body=body, old=old, userinfo=userinfo)
+
+
 def check_approver(
     *, state: State, body: Mapping[str, Any], old: Mapping[str, Any] | None, userinfo: Mapping[str, Any]
 ) -> None:

@@ -27,6 +27,6 @@ def validate_approver(
     body: kopf.Body, userinfo: kopf.UserInfo, memo: Any, old: kopf.Body | None = None, **_: Any
 ) -> None:
     try:
-        approvals.check_approver(state=memo["state"], body=body, old=old, userinfo=userinfo)
+        approvals.check_update(state=memo["state"], body=body, old=old, userinfo=userinfo)
     except approvals.ApprovalRefused as exc:
         raise kopf.AdmissionError(str(exc), code=exc.code) from exc
