@@ -1,4 +1,4 @@
-"""Operator at scale on the local control plane (BENCHMARK.md section 3).
+"""Operator at scale on the local control plane (docs/benchmark.md section 3).
 
 N Deployments (default 1,000) under one policy, the operator running as `accord run` does, with
 Prometheus and the workload emulator. Prints: seconds from the policy's creation until every

@@ -124,7 +124,7 @@ def test_replay_of_recorded_history(recorded: Recorded, tmp_path: Path) -> None:
     raw = recorded.between(start, end)
     ticks = (end - start) // 60 + 1
     assert len(raw) == ticks == 4 * 60 + 60 + 1
-    # BENCHMARK.md section 1: the value at index floor(0.99 n) of the sorted values becomes peak pods × capacity.
+    # docs/benchmark.md section 1: the value at index floor(0.99 n) of the sorted values becomes peak pods × capacity.
     scale = PEAK_PODS * CAPACITY / sorted(raw)[math.floor(0.99 * len(raw))]
     expected = [value * scale for value in raw]
 
