@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from accord.cluster import tools
-from accord.cluster.local import free_port
-from accord.cluster.prometheus import PrometheusServer
+from accord_dev.cluster import tools
+from accord_dev.cluster.local import free_port
+from accord_dev.cluster.prometheus import PrometheusServer
 
 METRIC = "accord_e2e_requests_per_second"
 QUERY = f'{METRIC}{{app="web"}}'
