@@ -15,6 +15,8 @@
 # so a second run only checks what is already there. If KUBEBUILDER_ASSETS points
 # at a directory holding kube-apiserver, those binaries are used and nothing is built.
 #
+# `install-tools.sh [apt] [helm-kubectl] [kubernetes]` runs only the steps named.
+#
 # Safe to run again at any time; run as root (or through sudo) on a fresh machine: it installs
 # every Debian package it uses (npm, python3-venv, unzip, dpkg-dev, ...) on a bare bookworm.
 # The system's apt sources are never edited: source packages and bullseye's Go
@@ -440,12 +442,24 @@ summary() {
     echo "Done in $(( $(date +%s) - started_at ))s."
 }
 
+# Steps, all by default; naming some runs only those (CI takes helm-kubectl alone).
+STEPS=(apt helm-kubectl kubernetes)
+
 main() {
     mkdir -p "${CACHE}"
-    install_apt_packages
-    install_helm_kubectl
-    build_kubernetes
-    summary
+    local steps=("$@") step
+    [ "${#steps[@]}" -gt 0 ] || steps=("${STEPS[@]}")
+    for step in "${steps[@]}"; do
+        case "${step}" in
+            apt) install_apt_packages ;;
+            helm-kubectl) install_helm_kubectl ;;
+            kubernetes) build_kubernetes ;;
+            *) die "unknown step ${step}: choose among ${STEPS[*]} (none: all of them)" ;;
+        esac
+    done
+    if [ "$#" -eq 0 ]; then
+        summary
+    fi
 }
 
 # Sourced (by the tests), it only defines its functions.
