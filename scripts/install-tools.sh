@@ -64,11 +64,20 @@ is_installed() {
 APT_PACKAGES=(etcd-server prometheus make rsync jq dpkg-dev xz-utils ca-certificates debian-archive-keyring
     npm unzip python3 python3-venv)
 
+# A package whose command the machine already has from elsewhere is not installed again: Debian's
+# npm, say, conflicts with NodeSource's nodejs, which carries its own npm.
+provided_otherwise() {
+    case "$1" in
+        npm) command -v npm >/dev/null 2>&1 ;;
+        *) return 1 ;;
+    esac
+}
+
 install_apt_packages() {
     local missing=()
     local p
     for p in "${APT_PACKAGES[@]}"; do
-        is_installed "$p" || missing+=("$p")
+        is_installed "$p" || provided_otherwise "$p" || missing+=("$p")
     done
     if [ "${#missing[@]}" -eq 0 ]; then
         log "apt: all present (${APT_PACKAGES[*]})"

@@ -8,6 +8,7 @@ build tools already installed (no build isolation, no index), so the test needs 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,9 +18,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PIP = (sys.executable, "-m", "pip", "--quiet")
+LEFT_BEHIND = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis")
 
 
 def build_wheel(project: Path, out: Path) -> Path:
+    """The wheel `pip install` builds from `project`, built from a clean copy: a build/ folder left in
+    the checkout by an earlier build could otherwise slip stale files into it."""
+    clean = out / "project"
+    shutil.copytree(project, clean, ignore=shutil.ignore_patterns(*LEFT_BEHIND))
+    project = clean
     subprocess.run(
         [*PIP, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "--wheel-dir", str(out), str(project)],
         check=True,
