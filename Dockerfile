@@ -1,27 +1,35 @@
 # syntax=docker/dockerfile:1
 # The Accord operator image: `docker build -t accord-operator:0.1.0 .`
 #
-# Two stages: the first builds the wheel and installs it, with its dependencies, into a virtual
-# environment; the second copies only that environment onto a clean base. Both stages use the same
-# base image, so the environment's interpreter links stay valid. Every dependency ships as a binary
-# wheel for glibc, so neither stage needs a compiler.
-
-ARG PYTHON_IMAGE=python:3.11-slim
+# Two stages: the first installs Accord's run-time dependencies exactly as locked in
+# requirements/prod.txt (each file checked against its sha256), then Accord itself, into a virtual
+# environment; the second copies only that environment onto a clean base. Only the `accord`
+# package goes in: the development harness (dev/, the accord-dev package: local control plane,
+# certificate authority, workload emulator, demo) never does. Both stages use the same base image,
+# pinned by digest, so the environment's interpreter links stay valid. Every dependency ships as a
+# binary wheel for glibc, so neither stage needs a compiler.
+#
+# The base: python:3.11-slim-bookworm, pinned by digest (docs/install.md says how to move it).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# The dependencies first, in a layer of their own that a change to the sources does not rebuild.
+COPY requirements/prod.txt ./requirements/prod.txt
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --require-hashes -r requirements/prod.txt
 # README.md* matches nothing in a checkout without one; pyproject.toml names it but does not need it.
 COPY pyproject.toml README.md* ./
 COPY src/accord ./src/accord
-# cryptography: the webhook signs its own serving certificate when none is mounted. pip compiles
-# the bytecode here, as the root filesystem is read-only at run time; nothing installs packages
-# then, so pip and setuptools leave the environment.
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
- && python -m venv /opt/venv \
- && /opt/venv/bin/pip install /wheels/accord-*.whl "cryptography>=42" \
- && /opt/venv/bin/pip uninstall --yes pip setuptools wheel
+# Built with the locked setuptools (no build isolation, so nothing unlocked is fetched). pip
+# compiles the bytecode here, as the root filesystem is read-only at run time; nothing installs
+# packages then, so pip, setuptools and wheel leave the environment.
+RUN /opt/venv/bin/pip install --no-deps --no-build-isolation . \
+ && /opt/venv/bin/pip uninstall --yes pip setuptools wheel \
+ && /opt/venv/bin/python -c "import accord.cli" \
+ && ! /opt/venv/bin/python -c "import accord_dev" 2>/dev/null
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="accord" \

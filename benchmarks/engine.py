@@ -1,4 +1,4 @@
-"""Engine throughput (BENCHMARK.md section 2): pure negotiation, no I/O, on one core.
+"""Engine throughput (docs/benchmark.md section 2): pure negotiation, no I/O, on one core.
 
 N workloads (1,000 and 10,000 by default), each negotiated once by the four built-in agents
 (performance, cost, security, compliance) under the default protocol, every agent with its

@@ -1,4 +1,4 @@
-"""Operator at scale on the local control plane (BENCHMARK.md section 3).
+"""Operator at scale on the local control plane (docs/benchmark.md section 3).
 
 N Deployments (default 1,000) under one policy, the operator running as `accord run` does, with
 Prometheus and the workload emulator. Prints: seconds from the policy's creation until every
@@ -27,10 +27,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "e2e"))
 
-from accord.cluster import tools  # noqa: E402
-from accord.cluster.emulator import WorkloadEmulator  # noqa: E402
-from accord.cluster.local import LocalControlPlane  # noqa: E402
-from accord.cluster.prometheus import PrometheusServer  # noqa: E402
+from accord_dev.cluster import tools  # noqa: E402
+from accord_dev.cluster.emulator import WorkloadEmulator  # noqa: E402
+from accord_dev.cluster.local import LocalControlPlane  # noqa: E402
+from accord_dev.cluster.prometheus import PrometheusServer  # noqa: E402
 from operator_process import OperatorProcess  # noqa: E402
 
 QUERY = 'sum(accord_emulator_requests_per_second{namespace="$namespace", deployment="$workload"})'

@@ -1,4 +1,4 @@
-"""Decision quality (BENCHMARK.md section 1) over every trace in a folder, with its check.
+"""Decision quality (docs/benchmark.md section 1) over every trace in a folder, with its check.
 
 For each `*.csv` trace: the replay of Accord's default policy (or `--policy FILE`) beside
 hpa@0.5..0.8, the oracle and the static count, the comparison table, and a recomputation of
@@ -7,7 +7,7 @@ every figure from the per-tick CSVs that must agree with the JSON summary. Outpu
 
     python benchmarks/replay.py [TRACES_DIR] [--out DIR] [--policy FILE] [--capacity 100 ...]
 
-The folder defaults to ../shared/traces beside the repository (or /work/shared/traces).
+The folder defaults to the NAB samples bundled in benchmarks/traces (see its README and licence).
 Exit status 1 if a check fails or Accord does not beat hpa@0.7 on both SLO-violation minutes and
 pod-hours (the target; `--no-verdict` reports without failing on it).
 """
@@ -26,8 +26,7 @@ from accord.sim.negotiated import default_policy, load_policy_file
 from accord.sim.report import check, table
 from accord.sim.trace import load_trace
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_TRACES = [REPO.parent / "shared" / "traces", Path("/work/shared/traces")]
+DEFAULT_TRACES = Path(__file__).resolve().parent / "traces"
 BASELINE = "hpa@0.7"
 
 
@@ -39,7 +38,12 @@ def beats(accord: Figures, baseline: Figures) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("traces", nargs="?", type=Path, help="folder of NAB-format CSV traces")
+    parser.add_argument(
+        "traces",
+        nargs="?",
+        type=Path,
+        help="folder of NAB-format CSV traces (default: benchmarks/traces, the bundled samples)",
+    )
     parser.add_argument("--out", type=Path, default=Path("replay-out"), help="output folder (default: replay-out)")
     parser.add_argument("--policy", type=Path, help="YAML with Agents and one NegotiationPolicy")
     parser.add_argument("--capacity", type=float, default=100.0)
@@ -49,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--no-verdict", action="store_true", help="do not fail when Accord does not beat hpa@0.7")
     args = parser.parse_args(argv)
-    folder = args.traces or next((d for d in DEFAULT_TRACES if d.is_dir()), DEFAULT_TRACES[0])
+    folder = args.traces or DEFAULT_TRACES
     traces = sorted(folder.glob("*.csv"))
     if not traces:
         print(f"no *.csv traces in {folder}", file=sys.stderr)

@@ -26,8 +26,8 @@ E2E_DIR = Path(__file__).resolve().parent
 if str(E2E_DIR) not in sys.path:
     sys.path.insert(0, str(E2E_DIR))
 
-from accord.cluster.emulator import WorkloadEmulator  # noqa: E402
-from accord.cluster.prometheus import PrometheusServer  # noqa: E402
+from accord_dev.cluster.emulator import WorkloadEmulator  # noqa: E402
+from accord_dev.cluster.prometheus import PrometheusServer  # noqa: E402
 from providers import PROVIDERS, Cluster, in_ci, make_provider, wait_until  # noqa: E402
 
 if TYPE_CHECKING:

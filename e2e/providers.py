@@ -1,6 +1,6 @@
 """Cluster providers for the end-to-end suite.
 
-- ``local`` (default): :class:`accord.cluster.local.LocalControlPlane`, a real
+- ``local`` (default): :class:`accord_dev.cluster.local.LocalControlPlane`, a real
   etcd + kube-apiserver + kube-controller-manager on loopback. No Docker.
 - ``kind``: a kind cluster with the operator image built from the repository's
   Dockerfile, loaded into the cluster and installed with the chart in ``helm/accord``.
@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import pytest
 import yaml
 
-from accord.cluster import tools
-from accord.cluster.local import LocalControlPlane
+from accord_dev.cluster import tools
+from accord_dev.cluster.local import LocalControlPlane
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from accord.cluster.emulator import WorkloadEmulator
-from accord.cluster.prometheus import PrometheusServer
+from accord_dev.cluster.emulator import WorkloadEmulator
+from accord_dev.cluster.prometheus import PrometheusServer
 from operator_process import OperatorProcess, free_port
 from providers import Cluster, wait_until
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from accord.cluster import tools
-from accord.cluster.local import free_port
-from accord.cluster.prometheus import PrometheusServer
+from accord_dev.cluster import tools
+from accord_dev.cluster.local import free_port
+from accord_dev.cluster.prometheus import PrometheusServer
 
 METRIC = "accord_e2e_requests_per_second"
 QUERY = f'{METRIC}{{app="web"}}'
@@ -124,7 +124,7 @@ def test_replay_of_recorded_history(recorded: Recorded, tmp_path: Path) -> None:
     raw = recorded.between(start, end)
     ticks = (end - start) // 60 + 1
     assert len(raw) == ticks == 4 * 60 + 60 + 1
-    # BENCHMARK.md section 1: the value at index floor(0.99 n) of the sorted values becomes peak pods × capacity.
+    # docs/benchmark.md section 1: the value at index floor(0.99 n) of the sorted values becomes peak pods × capacity.
     scale = PEAK_PODS * CAPACITY / sorted(raw)[math.floor(0.99 * len(raw))]
     expected = [value * scale for value in raw]
 

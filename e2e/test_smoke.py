@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from accord.cluster.emulator import Trace, WorkloadEmulator
+from accord_dev.cluster.emulator import Trace, WorkloadEmulator
 from providers import REPO_ROOT, Cluster, wait_until
 
 if TYPE_CHECKING:

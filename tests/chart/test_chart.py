@@ -21,9 +21,9 @@ import pytest
 import yaml
 
 from accord.cli import main
-from accord.cluster import tools
 from accord.models.crd import render_chart_crds, render_crds
 from accord.operator import observability
+from accord_dev.cluster import tools
 from tests.models.test_crds import schema_nodes
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -172,6 +172,8 @@ KEYWORD_TYPES: dict[str, tuple[type, ...]] = {
     "x-kubernetes-embedded-resource": (bool,),
     "x-kubernetes-list-type": (str,),
     "x-kubernetes-map-type": (str,),
+    # CRD validation rules (CEL): enforced from Kubernetes 1.25; older servers drop the keyword.
+    "x-kubernetes-validations": (list,),
 }
 
 
@@ -414,3 +416,12 @@ def test_crds_without_check_repairs_a_tampered_copy(tmp_path: Path) -> None:
     assert main(["crds", "--out", str(out)]) == 0
     assert (out / name).read_text() == RENDERED[name]
     assert main(["crds", "--check", "--out", str(out)]) == 0
+
+
+def test_a_negotiations_spec_is_immutable_by_its_schema() -> None:
+    """On servers with CRD validation rules the API refuses an edit of a record's spec itself."""
+    from accord.models.crd import DEFINITIONS, crd_manifest
+
+    negotiation = next(d for d in DEFINITIONS if d.kind == "Negotiation")
+    spec = crd_manifest(negotiation)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert {"rule": "self == oldSelf"}.items() <= spec["x-kubernetes-validations"][0].items()

@@ -1,4 +1,4 @@
-"""The baselines as BENCHMARK.md documents them: the HPA's rules, the oracle, the static count."""
+"""The baselines as docs/benchmark.md documents them: the HPA's rules, the oracle, the static count."""
 
 from __future__ import annotations
 

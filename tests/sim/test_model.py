@@ -1,4 +1,4 @@
-"""The replay's accounting (BENCHMARK.md section 1): start-up delay, removal order, and every figure."""
+"""The replay's accounting (docs/benchmark.md section 1): start-up delay, removal order, and every figure."""
 
 from __future__ import annotations
 

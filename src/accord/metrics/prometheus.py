@@ -20,7 +20,7 @@ from accord.metrics.evidence import Evidence, Source
 _VARIABLE = re.compile(r"\$(namespace|workload|kind|pool)\b")
 
 
-class MetricsUnavailable(Exception):  # noqa: N818 - named for what it means to the caller, as DESIGN.md does
+class MetricsUnavailable(Exception):  # noqa: N818 - named for what it means to the caller, not "...Error"
     """Prometheus could not be asked or did not answer; try again later."""
 
 

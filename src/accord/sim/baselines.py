@@ -1,6 +1,6 @@
 """The baselines Accord is compared with in a replay: the Kubernetes HPA, the oracle, a static count (sim layer, pure).
 
-As BENCHMARK.md section 1 defines them:
+As docs/benchmark.md section 1 defines them:
 
 - `hpa@T`: every tick, from the utilisation u of the previous tick over the pods that were
   ready, desired = ceil(ready × u / T); no change while |u / T − 1| ≤ 0.1 (the recommendation is

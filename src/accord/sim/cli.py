@@ -206,7 +206,7 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(default: nobody approves, so such decisions are never applied)",
     )
     parser.add_argument("--out", default="simulation", metavar="DIR", help="output folder (default: simulation)")
-    model = parser.add_argument_group("model (BENCHMARK.md section 1)")
+    model = parser.add_argument_group("model (docs/benchmark.md section 1)")
     model.add_argument("--capacity", type=float, default=100.0, help="requests/s one ready pod serves (100)")
     model.add_argument("--peak-pods", type=float, default=20.0, help="pods the trace's p99 needs (20)")
     model.add_argument("--startup", type=int, default=2, help="minutes from asking for a pod to its serving (2)")

@@ -1,6 +1,6 @@
 """The replay's model of a workload and its pods, and the tick loop that drives a policy (sim layer, pure).
 
-BENCHMARK.md section 1, as code. Every 1-minute tick t:
+docs/benchmark.md section 1, as code. Every 1-minute tick t:
 
 1. pods asked for at tick t - startup become ready;
 2. the policy sees a `View`: demand and utilisation up to tick t - 1 (metrics lag one minute),
@@ -35,7 +35,7 @@ INITIAL_UTILISATION = 0.7
 
 @dataclass(frozen=True, slots=True)
 class ReplayModel:
-    """The model's parameters, with BENCHMARK.md's defaults. `startup` is in ticks (minutes)."""
+    """The model's parameters, with docs/benchmark.md's defaults. `startup` is in ticks (minutes)."""
 
     capacity: float = 100.0
     peak_pods: float = 20.0
@@ -183,7 +183,7 @@ class Annotated(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Figures:
-    """The figures BENCHMARK.md compares, for one policy on one trace."""
+    """The figures docs/benchmark.md compares, for one policy on one trace."""
 
     pod_hours: float
     slo_minutes: int

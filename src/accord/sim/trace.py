@@ -1,6 +1,6 @@
 """Demand traces for the replay: reading, scaling and 1-minute interpolation (sim layer, pure but for reading a file).
 
-BENCHMARK.md section 1: a trace is a CSV with a header line and `timestamp,value` rows (the NAB
+docs/benchmark.md section 1: a trace is a CSV with a header line and `timestamp,value` rows (the NAB
 format). Its values are scaled so that the 99th percentile, the value at index floor(0.99 n) of
 the n sorted values, equals `peak_pods × capacity`; time runs in 1-minute ticks from the first
 sample to the last, with demand interpolated linearly between two samples.

@@ -28,9 +28,9 @@ from typing import IO, Any
 
 import yaml
 
-from accord.cluster import tools
-from accord.cluster.local import free_port
-from accord.cluster.service import Service
+from accord_dev.cluster import tools
+from accord_dev.cluster.local import free_port
+from accord_dev.cluster.service import Service
 
 __all__ = ["PrometheusError", "PrometheusServer"]
 

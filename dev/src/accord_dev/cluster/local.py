@@ -12,7 +12,7 @@ kubeconfigs for an admin (``system:masters``), for a user ``nobody`` that holds
 no permission at all, and for any user a test mints with :meth:`user_kubeconfig`.
 The API server runs with TLS and RBAC, as a real cluster does.
 
-Run ``python -m accord.cluster.local`` to start one and keep it up until Ctrl-C.
+Run ``python -m accord_dev.cluster.local`` to start one and keep it up until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from accord.cluster import tools
-from accord.cluster.service import Service
+from accord_dev.cluster import tools
+from accord_dev.cluster.service import Service
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -844,7 +844,7 @@ def _signals_raise_keyboard_interrupt() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Start a control plane, print how to reach it, and wait for Ctrl-C."""
     parser = argparse.ArgumentParser(
-        prog="python -m accord.cluster.local",
+        prog="python -m accord_dev.cluster.local",
         description="Run a local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager).",
     )
     parser.add_argument("--dir", type=Path, help="working directory (default: a new temporary one)")

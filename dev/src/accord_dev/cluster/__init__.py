@@ -3,12 +3,12 @@
 Development and test infrastructure, not used by the operator itself: nothing
 under ``accord.operator`` imports this package.
 
-- :mod:`accord.cluster.tools`: where the binaries live (``scripts/install-tools.sh`` puts them there).
-- :mod:`accord.cluster.local`: etcd + kube-apiserver + kube-controller-manager on loopback
-  (``python -m accord.cluster.local``).
-- :mod:`accord.cluster.prometheus`: a throw-away Prometheus server.
-- :mod:`accord.cluster.emulator`: emulated workload metrics that follow the Deployments' replicas
-  (``python -m accord.cluster.emulator``).
+- :mod:`accord_dev.cluster.tools`: where the binaries live (``scripts/install-tools.sh`` puts them there).
+- :mod:`accord_dev.cluster.local`: etcd + kube-apiserver + kube-controller-manager on loopback
+  (``python -m accord_dev.cluster.local``).
+- :mod:`accord_dev.cluster.prometheus`: a throw-away Prometheus server.
+- :mod:`accord_dev.cluster.emulator`: emulated workload metrics that follow the Deployments' replicas
+  (``python -m accord_dev.cluster.emulator``).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from accord.cluster.emulator import Trace, WorkloadEmulator, WorkloadSample
-    from accord.cluster.local import ControlPlaneError, LocalControlPlane
-    from accord.cluster.prometheus import PrometheusError, PrometheusServer
-    from accord.cluster.tools import ToolNotFoundError
+    from accord_dev.cluster.emulator import Trace, WorkloadEmulator, WorkloadSample
+    from accord_dev.cluster.local import ControlPlaneError, LocalControlPlane
+    from accord_dev.cluster.prometheus import PrometheusError, PrometheusServer
+    from accord_dev.cluster.tools import ToolNotFoundError
 
 __all__ = [
     "ControlPlaneError",
@@ -33,7 +33,7 @@ __all__ = [
     "WorkloadSample",
 ]
 
-# Imported on first use: `python -m accord.cluster.local` would otherwise find
+# Imported on first use: `python -m accord_dev.cluster.local` would otherwise find
 # its own module already imported by this package and run it twice.
 _HOMES = {
     "ControlPlaneError": "local",
@@ -51,4 +51,4 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"accord.cluster.{home}"), name)
+    return getattr(importlib.import_module(f"accord_dev.cluster.{home}"), name)

@@ -1,4 +1,4 @@
-"""`accord demo`: the operator at work on a local cluster, on an embedded default (top layer).
+"""`accord-demo`: the operator at work on a local cluster, on an embedded default (development package).
 
 Brings up a cluster (a local control plane; a kind cluster when Docker and kind are there and
 `--cluster kind` is asked for; or the cluster KUBECONFIG names with `--cluster existing`),
@@ -19,19 +19,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from accord.cluster import tools
-from accord.cluster.emulator import Trace, WorkloadEmulator
-from accord.cluster.local import LocalControlPlane
-from accord.cluster.prometheus import PrometheusServer
+from accord_dev.cluster import tools
+from accord_dev.cluster.emulator import Trace, WorkloadEmulator
+from accord_dev.cluster.local import LocalControlPlane
+from accord_dev.cluster.prometheus import PrometheusServer
 
-ROOT = Path(__file__).resolve().parents[2]
+# The repository this development package is installed from (editable): dev/src/accord_dev/demo.py.
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"
 DEMO_POLICY = "default"  # the NegotiationPolicy in examples/policy.yaml
 DEMO_NAMESPACE = "shop"
@@ -242,3 +243,33 @@ def run(args: argparse.Namespace) -> int:
         print(tools.run_kubectl(kubeconfig, "get", "negotiations", "-n", DEMO_NAMESPACE), flush=True)
     print("==> stopped: cluster, Prometheus, emulator and operator are gone")
     return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    demo = argparse.ArgumentParser(prog="accord-demo", description=__doc__.splitlines()[0] if __doc__ else None)
+    demo.add_argument(
+        "--cluster",
+        choices=["auto", "local", "kind", "existing"],
+        default="local",
+        help="local control plane (default), kind (needs Docker and kind), or the current KUBECONFIG",
+    )
+    demo.add_argument("--trace", type=Path, default=EXAMPLES / "traces" / "nyc_taxi_3days.csv")
+    demo.add_argument("--speedup", type=float, default=180.0, help="trace seconds per second")
+    demo.add_argument("--peak", type=float, default=1200.0, help="peak demand in requests per second")
+    demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    demo.add_argument("--metrics-port", type=int, default=18080)
+    demo.add_argument(
+        "--approve-after",
+        type=float,
+        default=20.0,
+        help="approve pending decisions after this many seconds, as a person would (0: never)",
+    )
+    return demo
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -49,7 +49,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from accord.cluster.service import Service
+from accord_dev.cluster.service import Service
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -683,7 +683,7 @@ def _parse_workload(spec: str, *, speedup: float, peak: float | None) -> tuple[s
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve emulated workloads until Ctrl-C."""
     parser = argparse.ArgumentParser(
-        prog="python -m accord.cluster.emulator",
+        prog="python -m accord_dev.cluster.emulator",
         description="Serve emulated per-Deployment metrics for Prometheus.",
     )
     parser.add_argument("--kubeconfig", type=Path, help="read replicas from this cluster")
