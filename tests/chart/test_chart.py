@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from accord.cli import main
-from accord.models.crd import render_chart_crds, render_crds
+from accord.models.crd import DEFINITIONS, RULES_GUARD, crd_manifest, render_chart_crds
 from accord.operator import observability
 from accord_dev.cluster import tools
 from tests.models.test_crds import schema_nodes
@@ -375,6 +375,25 @@ def test_the_pdb_api_follows_the_kubernetes_version() -> None:
     assert "apiVersion: policy/v1beta1\n" in helm(*args, "--kube-version", "1.20.2").stdout
 
 
+@pytest.mark.parametrize(("version", "rules"), [("1.24.9", False), ("1.25.0", True)])
+def test_a_negotiations_spec_is_immutable_by_schema_where_the_server_enforces_rules(version: str, rules: bool) -> None:
+    """CRD validation rules are enforced from 1.25; an older server (and kubectl talking to it) refuses the keyword."""
+    out = helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--show-only",
+        "templates/crds/accord.dev_negotiations.yaml",
+        "--kube-version",
+        version,
+    ).stdout
+    crd = yaml.safe_load(out)
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert ("x-kubernetes-validations" in spec) is rules
+    if rules:
+        assert spec["x-kubernetes-validations"][0]["rule"] == "self == oldSelf"
+
+
 # --- the webhook ---------------------------------------------------------------------------------------------------
 
 
@@ -470,7 +489,8 @@ def test_monitoring_is_off_by_default() -> None:
 
 # --- CRDs ----------------------------------------------------------------------------------------------------------
 
-GENERATED = {yaml.safe_load(text)["metadata"]["name"]: yaml.safe_load(text) for text in render_crds().values()}
+# The models' CRDs as the chart renders them for a current server: with their validation rules.
+GENERATED = {m["metadata"]["name"]: m for m in (crd_manifest(d) for d in DEFINITIONS)}
 
 
 def test_chart_crd_templates_are_the_generated_ones() -> None:
@@ -538,6 +558,7 @@ def test_go_template_braces_in_a_description_are_escaped() -> None:
             "{{- if .Values.crds.keep }}",
             "{{- end }}",
             '{{ "{{" }}',
+            RULES_GUARD,
         }
 
 

@@ -203,12 +203,49 @@ HEADER = "# Generated from the pydantic models in src/accord/models by `accord c
 
 
 def render_crds() -> dict[str, str]:
-    """File name to YAML text for every CRD."""
-    return {f"{GROUP}_{d.plural}.yaml": HEADER + _dump(crd_manifest(d)) for d in DEFINITIONS}
+    """File name to YAML text for every CRD, for `kubectl apply` on any supported server: without CRD
+    validation rules, which kubectl refuses to send to a server older than 1.25."""
+    return {f"{GROUP}_{d.plural}.yaml": HEADER + _dump(_without_rules(crd_manifest(d))) for d in DEFINITIONS}
 
 
 def _dump(manifest: dict[str, Any]) -> str:
     return yaml.safe_dump(manifest, sort_keys=False, width=100)
+
+
+RULES = "x-kubernetes-validations"
+# The chart keeps CRD validation rules for the servers that enforce them.
+RULES_GUARD = '{{- if semverCompare ">=1.25-0" .Capabilities.KubeVersion.Version }}'
+
+
+def _without_rules(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_rules(v) for k, v in node.items() if k != RULES}
+    if isinstance(node, list):
+        return [_without_rules(v) for v in node]
+    return node
+
+
+def _guard_rules(text: str) -> str:
+    """Each `x-kubernetes-validations` block of a dumped manifest, behind the server-version guard."""
+    out: list[str] = []
+    lines = text.splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.lstrip().startswith(f"{RULES}:"):
+            indent = len(line) - len(line.lstrip())
+            block = [line]
+            i += 1
+            while i < len(lines) and (
+                len(lines[i]) - len(lines[i].lstrip()) > indent or lines[i].lstrip().startswith("- ")
+            ) and len(lines[i]) - len(lines[i].lstrip()) >= indent:
+                block.append(lines[i])
+                i += 1
+            out += [RULES_GUARD + "\n", *block, "{{- end }}\n"]
+            continue
+        out.append(line)
+        i += 1
+    return "".join(out)
 
 
 CHART_HEADER = (
@@ -235,7 +272,7 @@ def render_chart_crds() -> dict[str, str]:
         manifest = crd_manifest(d)
         name = manifest["metadata"]["name"]
         # Go templates treat every `{{` as the start of an action, even inside a description.
-        text = _dump(manifest).replace("{{", '{{ "{{" }}')
+        text = _guard_rules(_dump(manifest).replace("{{", '{{ "{{" }}'))
         plain = f"metadata:\n  name: {name}\n"
         if plain not in text:
             raise ValueError(f"unexpected metadata layout in the CRD {name}")
