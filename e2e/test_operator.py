@@ -68,6 +68,10 @@ def operator(
     process.start()
     yield process
     process.stop()
+    # The approval webhooks are registered persistently (they fail closed while no operator answers):
+    # gone with this module's operator, so that the next module starts from a clean cluster.
+    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+        cluster.kubectl("delete", kind, "accord.dev", "--ignore-not-found")
     print(f"\n[e2e] operator log: {log}")
 
 
@@ -639,3 +643,128 @@ def test_a_placement_move_keeps_the_workloads_own_constraints(
     assert accord_fields, "Accord's writes carry its field manager"
     owned = json.dumps([m["fieldsV1"] for m in accord_fields])
     assert '"f:nodeSelector"' in owned
+
+
+# -- decision integrity: attacks by people with exactly the rights the docs give them ----------------------------
+def pending_web(cluster: Cluster, emulator: WorkloadEmulator, namespace: str) -> dict[str, Any]:
+    rbac_for_people(cluster, namespace, "alice", "mallory")
+    setup(
+        cluster,
+        emulator,
+        namespace,
+        bounds={"minReplicas": 1, "maxReplicas": 12, "maxStepUp": 10, "maxStepDown": 5},
+        rules={"minConfidence": 0.3, "requireApproval": {"stepReplicasAbove": 3}},
+        approval={"approvers": ["alice"], "expirySeconds": 600},
+    )
+    return find(cluster, namespace, lambda n: phase(n) == "PendingApproval", message="a pending decision")
+
+
+def test_an_approver_cannot_rewrite_a_pending_decision(
+    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
+) -> None:
+    pending = pending_web(cluster, emulator, namespace)
+    name = pending["metadata"]["name"]
+    alice = cluster.user_kubeconfig("alice")
+    for edit in (
+        {"spec": {"outcome": {"target": {"replicas": 57}}}},
+        {"spec": {"policy": f"{namespace}/other"}},
+        {"spec": {"workload": {"name": "api"}}},
+    ):
+        refused = cluster.kubectl(
+            "patch",
+            "negotiation",
+            name,
+            "-n",
+            namespace,
+            "--type",
+            "merge",
+            "-p",
+            json.dumps(edit),
+            kubeconfig=alice,
+            check=False,
+        )
+        assert refused.returncode != 0, edit
+        assert "immutable" in refused.stderr, refused.stderr
+    record = get(cluster, "negotiation", namespace, name)
+    assert record["spec"] == pending["spec"]
+    assert replicas(cluster, namespace) == 2
+
+
+def test_no_approval_slips_through_while_the_operator_is_down(
+    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
+) -> None:
+    pending = pending_web(cluster, emulator, namespace)
+    name = pending["metadata"]["name"]
+    operator.stop()
+    try:
+        mallory = cluster.user_kubeconfig("mallory")
+        forged = cluster.kubectl(
+            "annotate",
+            "negotiation",
+            name,
+            "-n",
+            namespace,
+            "accord.dev/approval=approved",
+            "accord.dev/approver=alice",
+            kubeconfig=mallory,
+            check=False,
+        )
+        assert forged.returncode != 0, "the webhook stays registered and fails closed while no operator answers"
+        assert "accord.dev/approval" not in (
+            get(cluster, "negotiation", namespace, name)["metadata"].get("annotations") or {}
+        )
+    finally:
+        operator.start()
+    alice = cluster.user_kubeconfig("alice")
+    cluster.kubectl("annotate", "negotiation", name, "-n", namespace, "accord.dev/approval=approved", kubeconfig=alice)
+    done = wait_until(
+        lambda: in_phase(cluster, namespace, name, "Applied"), timeout=30, interval=0.5, message="the approval"
+    )
+    assert done["status"]["approval"]["user"] == "alice"
+
+
+def test_a_record_edited_in_a_webhook_gap_is_never_acted_on(
+    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
+) -> None:
+    """An administrator removed the webhooks (or a cluster lost them): an approver rewrites a pending
+    decision's target beyond the policy's bounds and approves it. The operator acts on its own
+    fingerprint of the decision, not on the record as it now reads."""
+    pending = pending_web(cluster, emulator, namespace)
+    name = pending["metadata"]["name"]
+    operator.stop()
+    try:
+        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            cluster.kubectl("delete", kind, "accord.dev", "--ignore-not-found")
+        alice = cluster.user_kubeconfig("alice")
+        cluster.kubectl(
+            "patch",
+            "negotiation",
+            name,
+            "-n",
+            namespace,
+            "--type",
+            "merge",
+            "-p",
+            json.dumps({"spec": {"outcome": {"target": {"replicas": 57}}}}),
+            kubeconfig=alice,
+        )
+        cluster.kubectl(
+            "annotate",
+            "negotiation",
+            name,
+            "-n",
+            namespace,
+            "accord.dev/approval=approved",
+            "accord.dev/approver=alice",
+            kubeconfig=alice,
+        )
+    finally:
+        operator.start()
+    failed = wait_until(
+        lambda: in_phase(cluster, namespace, name, "Failed"), timeout=30, interval=0.5, message="the refusal"
+    )
+    assert "changed after the decision" in failed["status"]["message"]
+    assert [e for e in events(cluster, namespace, "Tampered") if name in e.get("message", "")]
+    time.sleep(2 * INTERVAL)
+    assert replicas(cluster, namespace) <= 12, "nothing beyond the policy's bounds, ever"
+    assert replicas(cluster, namespace) != 57

@@ -236,9 +236,11 @@ def _guard_rules(text: str) -> str:
             indent = len(line) - len(line.lstrip())
             block = [line]
             i += 1
-            while i < len(lines) and (
-                len(lines[i]) - len(lines[i].lstrip()) > indent or lines[i].lstrip().startswith("- ")
-            ) and len(lines[i]) - len(lines[i].lstrip()) >= indent:
+            while (
+                i < len(lines)
+                and (len(lines[i]) - len(lines[i].lstrip()) > indent or lines[i].lstrip().startswith("- "))
+                and len(lines[i]) - len(lines[i].lstrip()) >= indent
+            ):
                 block.append(lines[i])
                 i += 1
             out += [RULES_GUARD + "\n", *block, "{{- end }}\n"]

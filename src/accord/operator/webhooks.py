@@ -1,7 +1,9 @@
 """The approval admission webhooks (operator layer), registered only when the webhook is served.
 
-Importing this module registers them with kopf; `accord run --webhook` does so. Without it, who
-may approve is left to RBAC on Negotiations (see the README).
+Importing this module registers them with kopf; `accord run --webhook` does so. The validating hook
+refuses any edit of a Negotiation's spec and any approval by someone who is not an approver; the
+mutating hook stamps who approved from the request's user info. Without the webhook, approvals are
+refused unless the policy allows unverified ones (see the README).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from accord.models.common import GROUP, VERSION
 from accord.operator import approvals
 
 
-@kopf.on.mutate(GROUP, VERSION, "negotiations", operations=["UPDATE"], id="stamp-approver")
+# Persistent, failing closed: the registration outlives the operator's process, so while no operator
+# answers, nobody can approve (or edit) a Negotiation; no approval slips through a restart or a rollout.
+@kopf.on.mutate(GROUP, VERSION, "negotiations", operations=["UPDATE"], id="stamp-approver", persistent=True)
 def stamp_approver(
     body: kopf.Body, userinfo: kopf.UserInfo, patch: kopf.Patch, old: kopf.Body | None = None, **_: Any
 ) -> None:
@@ -22,7 +26,7 @@ def stamp_approver(
         patch.setdefault("metadata", {}).setdefault("annotations", {})[key] = value
 
 
-@kopf.on.validate(GROUP, VERSION, "negotiations", operations=["UPDATE"], id="check-approver")
+@kopf.on.validate(GROUP, VERSION, "negotiations", operations=["UPDATE"], id="check-approver", persistent=True)
 def validate_approver(
     body: kopf.Body, userinfo: kopf.UserInfo, memo: Any, old: kopf.Body | None = None, **_: Any
 ) -> None:
