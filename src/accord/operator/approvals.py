@@ -19,7 +19,6 @@ from pydantic import ValidationError
 
 from accord.models.common import from_wire
 from accord.models.negotiation import NegotiationSpec, Phase
-from accord.models.policy import NegotiationPolicySpec
 from accord.operator.loop import Negotiator
 from accord.operator.recorder import (
     APPROVAL,
@@ -30,7 +29,8 @@ from accord.operator.recorder import (
     now_iso,
     signature,
 )
-from accord.operator.state import LatestRecord, State
+from accord.operator.scope import PolicyRef
+from accord.operator.state import LatestRecord, State, parse_policy
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def check_approver(
     if policy_body is None:
         raise ApprovalRefused(f"policy {policy_key} is not known to the operator", code=409)
     try:
-        policy = from_wire(NegotiationPolicySpec, policy_body.get("spec") or {})
+        policy = parse_policy(PolicyRef.from_key(policy_key), policy_body.get("spec") or {})
     except ValidationError as exc:
         raise ApprovalRefused(f"policy {policy_key} is invalid", code=409) from exc
     user = str(userinfo.get("username", ""))
@@ -194,9 +194,14 @@ async def act_on_approval(negotiator: Negotiator, body: Mapping[str, Any], *, we
         if policy_body is None:
             await negotiator.recorder.set_phase(namespace, name, Phase.FAILED, f"policy {spec.policy} is gone")
             return
-        policy = from_wire(NegotiationPolicySpec, policy_body.get("spec") or {})
+        policy = state.policy(spec.policy)
         w = state.workloads.get(key)
         if w is None:
             await negotiator.recorder.set_phase(namespace, name, Phase.SUPERSEDED, "the workload is gone")
+            return
+        if policy is None or namespace != w.namespace or not state.selects(policy, PolicyRef.from_key(spec.policy), w):
+            await negotiator.recorder.set_phase(
+                namespace, name, Phase.FAILED, f"policy {spec.policy} is invalid or does not reach {w.key}"
+            )
             return
         await negotiator.execute(name, spec, policy, w)

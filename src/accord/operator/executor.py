@@ -37,8 +37,11 @@ class Applied:
 
 
 class Executor:
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, *, stamp: bool = True) -> None:
         self.kube = kube
+        # Stamping the Negotiation's name patches the workload: only where the install grants that
+        # (with placements). Without it the workload's Event names the Negotiation.
+        self.stamp = stamp
 
     async def _read(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         api = self.kube.apps
@@ -147,6 +150,8 @@ class Executor:
         await self._stamp(kind, namespace, name, record)
 
     async def _stamp(self, kind: str, namespace: str, name: str, record: str) -> None:
+        if not self.stamp:
+            return
         api = self.kube.apps
         fn = api.patch_namespaced_deployment if kind == "Deployment" else api.patch_namespaced_stateful_set
         await self.kube.call(f"patch {kind}", fn, name, namespace, {"metadata": {"annotations": {NEGOTIATION: record}}})
