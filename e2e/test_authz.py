@@ -25,7 +25,6 @@ import pytest
 import yaml
 
 from accord.cluster.emulator import WorkloadEmulator
-from accord.cluster.prometheus import PrometheusServer
 from operator_process import OperatorProcess
 from providers import Cluster, wait_until
 from test_operator import (  # noqa: F401 - fixtures
@@ -37,6 +36,8 @@ from test_operator import (  # noqa: F401 - fixtures
     deployment,
     get,
     negotiations,
+    operator,
+    operator_kubeconfig,
     policy,
     prometheus_port,
     replicas,
@@ -119,27 +120,9 @@ def spaces(cluster: Cluster, emulator: WorkloadEmulator) -> Iterator[dict[str, s
 
 
 @pytest.fixture(scope="module")
-def operator(
-    cluster: Cluster,
-    crds: None,  # noqa: F811 - the fixture imported above
-    accord_prometheus: PrometheusServer,  # noqa: F811
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[OperatorProcess]:
-    """The operator, watching the whole cluster, told to protect one namespace besides Kubernetes' own."""
-    if cluster.provider == "kind":
-        pytest.skip("the kind provider runs the operator in the cluster; these tests drive a local process")
-    log = tmp_path_factory.mktemp("operator-authz") / "operator.log"
-    process = OperatorProcess(
-        kubeconfig=cluster.kubeconfig,
-        prometheus_url=accord_prometheus.url,
-        log_path=log,
-        webhook=False,
-        extra_args=(f"--protected-namespace={PROTECTED}",),
-    )
-    process.start()
-    yield process
-    process.stop()
-    print(f"\n[e2e] operator log: {log}")
+def operator_args() -> tuple[str, ...]:
+    """test_operator.py's operator, watching the whole cluster, told to protect one namespace besides Kubernetes' own."""
+    return (f"--protected-namespace={PROTECTED}",)
 
 
 def workload(
@@ -186,6 +169,11 @@ def events_about(cluster: Cluster, namespace: str, name: str, reason: str) -> li
     return [e for e in items if e["involvedObject"].get("name") == name and e.get("reason") == reason]
 
 
+def running(request: pytest.FixtureRequest) -> OperatorProcess:
+    process: OperatorProcess = request.getfixturevalue("operator")
+    return process
+
+
 def rounds_of(process: OperatorProcess, key: str) -> float:
     for line in process.metrics().splitlines():
         if line.startswith("accord_rounds_total{") and f'policy="{key}"' in line:
@@ -196,8 +184,9 @@ def rounds_of(process: OperatorProcess, key: str) -> float:
 # -- (a) a namespaced policy reaching out ----------------------------------------------------------------------
 @pytest.mark.parametrize("reach", ["*", "b"], ids=["namespaces=*", "namespaces=other-team"])
 def test_a_tenant_policy_reaching_another_namespace_is_invalid_and_touches_nothing(
-    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, spaces: dict[str, str], reach: str
+    cluster: Cluster, emulator: WorkloadEmulator, request: pytest.FixtureRequest, spaces: dict[str, str], reach: str
 ) -> None:
+    process = running(request)
     a, b = spaces["a"], spaces["b"]
     apply(cluster, *policy_author_role(a, TENANT))
     name = f"reach-{'all' if reach == '*' else 'b'}"
@@ -221,9 +210,9 @@ def test_a_tenant_policy_reaching_another_namespace_is_invalid_and_touches_nothi
     assert event["type"] == "Warning" and "ClusterNegotiationPolicy" in event["message"]
 
     key = f"{a}/{name}"
-    start = rounds_of(operator, key)
+    start = rounds_of(process, key)
     wait_until(
-        lambda: rounds_of(operator, key) >= start + ROUNDS,
+        lambda: rounds_of(process, key) >= start + ROUNDS,
         timeout=ROUNDS * INTERVAL * 3 + 30,
         interval=1.0,
         message=f"{ROUNDS} more rounds of {key}",
@@ -270,10 +259,11 @@ def kube_system_workload(cluster: Cluster, emulator: WorkloadEmulator) -> Iterat
 def test_a_cluster_policy_negotiates_only_opted_in_workloads_outside_protected_namespaces(
     cluster: Cluster,
     emulator: WorkloadEmulator,
-    operator: OperatorProcess,
+    request: pytest.FixtureRequest,
     spaces: dict[str, str],
     kube_system_workload: str,
 ) -> None:
+    process = running(request)
     ops = spaces["ops"]
     apply(cluster, *agents(ops))
     workload(cluster, emulator, spaces["opted"], opt_in=False)  # its namespace opted in for it
@@ -290,8 +280,8 @@ def test_a_cluster_policy_negotiates_only_opted_in_workloads_outside_protected_n
         assert record["spec"]["policy"] == name, "and names the cluster policy (no namespace)"
         assert record["metadata"]["labels"]["accord.dev/policy"] == name
         key = name
-        start = rounds_of(operator, key)
-        wait_until(lambda: rounds_of(operator, key) >= start + 2, timeout=60, interval=1.0, message="two more rounds")
+        start = rounds_of(process, key)
+        wait_until(lambda: rounds_of(process, key) >= start + 2, timeout=60, interval=1.0, message="two more rounds")
         for namespace, deploy in (
             (spaces["silent"], "web"),
             (spaces["protected"], "web"),
@@ -305,9 +295,10 @@ def test_a_cluster_policy_negotiates_only_opted_in_workloads_outside_protected_n
         cluster.kubectl("delete", "clusternegotiationpolicy", name, "--wait=false", check=False)
 
 
+@pytest.mark.usefixtures("operator")
 @pytest.mark.parametrize("protected", ["kube-system", PROTECTED], ids=["kube-system", "configured"])
 def test_a_cluster_policy_naming_a_protected_namespace_is_invalid(
-    cluster: Cluster, operator: OperatorProcess, spaces: dict[str, str], protected: str
+    cluster: Cluster, spaces: dict[str, str], protected: str
 ) -> None:
     name = f"greedy-{'kube' if protected == 'kube-system' else 'conf'}-{RUN}"
     try:

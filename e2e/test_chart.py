@@ -62,6 +62,11 @@ def wait_for_crds(cluster: Cluster, names: tuple[str, ...] = ACCORD_CRDS) -> Non
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
 
 
+def install(cluster: Cluster, name: str, *values: str) -> None:
+    """A release of the chart in a namespace of its own name."""
+    cluster.helm("install", name, str(CHART), f"--namespace={name}", "--create-namespace", *values)
+
+
 def can_i(cluster: Cluster, kubeconfig: Path, *query: str) -> bool:
     result = cluster.kubectl("auth", "can-i", *query, kubeconfig=kubeconfig, check=False)
     answer = result.stdout.strip()
@@ -78,12 +83,9 @@ def release(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[tuple[
     request.getfixturevalue("crds")
     name = f"accord-e2e-{suffix()}"
     namespace = name
-    cluster.helm(
-        "install",
+    install(
+        cluster,
         name,
-        str(CHART),
-        f"--namespace={namespace}",
-        "--create-namespace",
         "--set=crds.enabled=false",
         "--set=webhook.enabled=true",
         # The scenarios stamp the negotiation annotation, which takes the placements' patch right.
@@ -106,15 +108,7 @@ def namespaced_release(cluster: Cluster, request: pytest.FixtureRequest) -> Iter
     name = f"accord-ns-{suffix()}"
     watched = f"{name}-team"
     cluster.kubectl("create", "namespace", watched)
-    cluster.helm(
-        "install",
-        name,
-        str(CHART),
-        f"--namespace={name}",
-        "--create-namespace",
-        "--set=crds.enabled=false",
-        f"--set=watchNamespaces={{{watched}}}",
-    )
+    install(cluster, name, "--set=crds.enabled=false", f"--set=watchNamespaces={{{watched}}}")
     try:
         yield name, name, watched
     finally:
@@ -467,12 +461,9 @@ def test_uninstall_keeps_the_crds_only_when_asked(cluster: Cluster, keep: bool) 
         pytest.skip("the kind provider's release owns the CRDs")
     name = f"accord-crds-{suffix()}"
     try:
-        cluster.helm(
-            "install",
+        install(
+            cluster,
             name,
-            str(CHART),
-            f"--namespace={name}",
-            "--create-namespace",
             "--take-ownership",
             "--set=crds.enabled=true",
             f"--set=crds.keep={str(keep).lower()}",
