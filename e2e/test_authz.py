@@ -47,6 +47,7 @@ RUN = secrets.token_hex(3)
 PROTECTED = f"e2e-authz-protected-{RUN}"
 OPT_IN = "accord.dev/negotiate"
 RUN_LABEL = "accord.dev/e2e-authz"
+FLEET_LABEL = "accord.dev/e2e-fleet"  # the workloads of the cluster policy's test (not tenant B's)
 TENANT = f"tenant-{RUN}"
 ROUNDS = 4  # rounds of the out-of-scope policies before the victim is checked
 
@@ -126,11 +127,13 @@ def operator_args() -> tuple[str, ...]:
 
 
 def workload(
-    cluster: Cluster, emulator: WorkloadEmulator, namespace: str, *, opt_in: bool, name: str = "web"
+    cluster: Cluster, emulator: WorkloadEmulator, namespace: str, *, opt_in: bool, name: str = "web", fleet: bool = True
 ) -> dict[str, Any]:
     body = deployment(namespace, name)
     labels = body["metadata"]["labels"]
     labels[RUN_LABEL] = RUN
+    if fleet:
+        labels[FLEET_LABEL] = RUN
     if not opt_in:
         del labels[OPT_IN]
     emulator.add_workload(namespace, name, demand=900.0)  # enough load for 13 replicas, were it negotiated
@@ -191,7 +194,7 @@ def test_a_tenant_policy_reaching_another_namespace_is_invalid_and_touches_nothi
     apply(cluster, *policy_author_role(a, TENANT))
     name = f"reach-{'all' if reach == '*' else 'b'}"
     if "web" not in [d["metadata"]["name"] for d in get(cluster, "deployments", b)["items"]]:
-        workload(cluster, emulator, b, opt_in=True)
+        workload(cluster, emulator, b, opt_in=True, fleet=False)
     manifests = [*agents(a), policy(a, name, namespaces=[reach if reach == "*" else b])]
     created = as_tenant(cluster, "apply", "-f", "-", input=yaml.safe_dump_all(manifests))
     assert created.returncode == 0, f"the tenant may write accord.dev objects in {a}: {created.stderr}"
@@ -227,7 +230,7 @@ def cluster_policy(name: str, agent_namespace: str, **spec: Any) -> dict[str, An
     body["kind"] = "ClusterNegotiationPolicy"
     del body["metadata"]["namespace"]
     body["spec"]["agentNamespace"] = agent_namespace
-    body["spec"]["selector"] = {"matchLabels": {RUN_LABEL: RUN}}
+    body["spec"]["selector"] = {"matchLabels": {FLEET_LABEL: RUN}}
     return body
 
 
