@@ -31,6 +31,7 @@ class OperatorProcess:
         namespaces: tuple[str, ...] = (),
         extra_env: dict[str, str] | None = None,
         extra_args: tuple[str, ...] = (),
+        webhook_port: int | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.prometheus_url = prometheus_url
@@ -40,7 +41,7 @@ class OperatorProcess:
         self.extra_env = extra_env or {}
         self.extra_args = extra_args
         self.metrics_port = free_port()
-        self.webhook_port = free_port()
+        self.webhook_port = webhook_port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from accord.operator.handlers import _self_signed
-from operator_process import OperatorProcess, free_port
+from operator_process import OperatorProcess
 from providers import REPO_ROOT, Cluster, wait_until
 from test_operator import (  # noqa: F401 - the fixtures, and the scenarios that run again under the chart's identity
     accord_prometheus,
@@ -38,6 +38,7 @@ from test_operator import (  # noqa: F401 - the fixtures, and the scenarios that
     test_a_large_step_waits_for_an_approvers_annotation,
     test_audit_mode_records_but_never_patches,
     test_rising_load_is_met_by_a_negotiated_scale_up,
+    webhook_port,
 )
 
 CHART = REPO_ROOT / "helm" / "accord"
@@ -184,12 +185,16 @@ def operator_kubeconfig(chart_identity: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def operator_args(cluster: Cluster, release: tuple[str, str]) -> tuple[str, ...]:
+def operator_args(
+    cluster: Cluster,
+    release: tuple[str, str],
+    webhook_port: int,  # noqa: F811 - the fixture imported above
+) -> tuple[str, ...]:
     """The operator as the chart starts it: serving the hooks, registering nothing. The chart's configurations
     point at the webhook Service, which has no replica behind it here (no kubelet): the admin points them at
     the local process instead, with its certificate's CA, as the Service would route to a replica."""
     name, _ = release
-    port = free_port()
+    port = webhook_port
     certfile, keyfile = _self_signed("127.0.0.1")
     ca_bundle = base64.b64encode(Path(certfile).read_bytes()).decode()
     for kind, hook in (
@@ -206,7 +211,6 @@ def operator_args(cluster: Cluster, release: tuple[str, str]) -> tuple[str, ...]
         cluster.kubectl("patch", kind, f"{name}-approvals", "--type=json", "-p", json.dumps(patch))
     return (
         "--webhook-configurations=external",
-        f"--webhook-port={port}",
         f"--webhook-cert={certfile}",
         f"--webhook-key={keyfile}",
     )
