@@ -717,12 +717,22 @@ def test_notes_say_what_to_do_next() -> None:
     assert "prometheus.url is not set" in text
     assert "webhook is off" in text
     assert "docs/install.md" in text
+    assert "Placements are off" in text
+    assert "ClusterNegotiationPolicy" in text
 
 
 def test_notes_follow_the_values() -> None:
-    text = notes("prometheus.url=http://prom:9090", "webhook.enabled=true", "crds.enabled=false")
+    text = notes(
+        "prometheus.url=http://prom:9090",
+        "webhook.enabled=true",
+        "crds.enabled=false",
+        "placements.enabled=true",
+        "watchNamespaces={shop}",
+    )
     assert "prometheus.url is not set" not in text
     assert "webhook is on" in text
+    assert "Placements are off" not in text
+    assert "ClusterNegotiationPolicy" not in text, "a namespaced install serves none"
     assert "kubectl apply -f crds/" in text
 
 
