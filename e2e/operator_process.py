@@ -30,6 +30,8 @@ class OperatorProcess:
         webhook: bool = True,
         namespaces: tuple[str, ...] = (),
         extra_env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
+        webhook_port: int | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.prometheus_url = prometheus_url
@@ -37,8 +39,9 @@ class OperatorProcess:
         self.webhook = webhook
         self.namespaces = namespaces
         self.extra_env = extra_env or {}
+        self.extra_args = extra_args
         self.metrics_port = free_port()
-        self.webhook_port = free_port()
+        self.webhook_port = webhook_port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -67,6 +70,7 @@ class OperatorProcess:
             argv += ["--webhook", "--webhook-port", str(self.webhook_port)]
         for ns in self.namespaces:
             argv += ["--namespace", ns]
+        argv += list(self.extra_args)  # later flags win: these may override the ones above
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.extra_env}
         self.starts += 1
         log = self.log_path.open("ab")

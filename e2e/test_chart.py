@@ -6,8 +6,11 @@
   (`kubectl apply --dry-run=server`): the CRDs' structural schemas, RBAC, the Deployment.
 - The operator runs out of the cluster with the bearer token of the chart's ServiceAccount and passes
   the scale-up, approval and audit scenarios of test_operator.py, approval webhook on: the chart's
-  RBAC is enough, for the webhook configurations too.
-- `kubectl auth can-i` as that ServiceAccount: what it may do and what it may not.
+  RBAC is enough. The chart owns the webhook configurations (failurePolicy Fail); the test routes
+  them to the local process, as the webhook Service would to a replica, and the operator registers
+  nothing itself.
+- `kubectl auth can-i` as that ServiceAccount: what it may do and what it may not; and as the
+  ServiceAccount of a namespaced install without placements (Roles in one namespace only).
 - `helm uninstall` keeps the CRDs with crds.keep and removes them without.
 """
 
@@ -24,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
+from accord.operator.handlers import _self_signed
 from operator_process import OperatorProcess
 from providers import REPO_ROOT, Cluster, wait_until
 from test_operator import (  # noqa: F401 - the fixtures, and the scenarios that run again under the chart's identity
@@ -34,6 +38,7 @@ from test_operator import (  # noqa: F401 - the fixtures, and the scenarios that
     test_a_large_step_waits_for_an_approvers_annotation,
     test_audit_mode_records_but_never_patches,
     test_rising_load_is_met_by_a_negotiated_scale_up,
+    webhook_port,
 )
 
 CHART = REPO_ROOT / "helm" / "accord"
@@ -58,6 +63,11 @@ def wait_for_crds(cluster: Cluster, names: tuple[str, ...] = ACCORD_CRDS) -> Non
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
 
 
+def install(cluster: Cluster, name: str, *values: str) -> None:
+    """A release of the chart in a namespace of its own name."""
+    cluster.helm("install", name, str(CHART), f"--namespace={name}", "--create-namespace", *values)
+
+
 def can_i(cluster: Cluster, kubeconfig: Path, *query: str) -> bool:
     result = cluster.kubectl("auth", "can-i", *query, kubeconfig=kubeconfig, check=False)
     answer = result.stdout.strip()
@@ -74,14 +84,13 @@ def release(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[tuple[
     request.getfixturevalue("crds")
     name = f"accord-e2e-{suffix()}"
     namespace = name
-    cluster.helm(
-        "install",
+    install(
+        cluster,
         name,
-        str(CHART),
-        f"--namespace={namespace}",
-        "--create-namespace",
         "--set=crds.enabled=false",
         "--set=webhook.enabled=true",
+        # The scenarios stamp the negotiation annotation, which takes the placements' patch right.
+        "--set=placements.enabled=true",
         "--set=prometheus.url=http://prometheus.monitoring.svc:9090",
     )
     try:
@@ -89,6 +98,24 @@ def release(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[tuple[
     finally:
         cluster.helm("uninstall", name, f"--namespace={namespace}", check=False)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def namespaced_release(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[tuple[str, str, str]]:
+    """(release, namespace, watched): the namespaced install, placements off (the default)."""
+    if cluster.provider == "kind":
+        pytest.skip("the kind provider installs the chart itself")
+    request.getfixturevalue("crds")
+    name = f"accord-ns-{suffix()}"
+    watched = f"{name}-team"
+    cluster.kubectl("create", "namespace", watched)
+    install(cluster, name, "--set=crds.enabled=false", f"--set=watchNamespaces={{{watched}}}")
+    try:
+        yield name, name, watched
+    finally:
+        cluster.helm("uninstall", name, f"--namespace={name}", check=False)
+        for ns in (name, watched):
+            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def service_account_token(cluster: Cluster, name: str, namespace: str) -> tuple[str, str | None]:
@@ -113,6 +140,18 @@ def service_account_token(cluster: Cluster, name: str, namespace: str) -> tuple[
 def chart_identity(cluster: Cluster, release: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A kubeconfig with the bearer token of the chart's ServiceAccount and the cluster's CA: not the admin's."""
     name, namespace = release
+    return identity_of(cluster, name, namespace, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def namespaced_identity(
+    cluster: Cluster, namespaced_release: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    name, namespace, _ = namespaced_release
+    return identity_of(cluster, name, namespace, tmp_path_factory)
+
+
+def identity_of(cluster: Cluster, name: str, namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     token, ca_data = service_account_token(cluster, name, namespace)
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     context = next(c["context"] for c in admin["contexts"] if c["name"] == admin["current-context"])
@@ -133,7 +172,7 @@ def chart_identity(cluster: Cluster, release: tuple[str, str], tmp_path_factory:
         "contexts": [{"name": "chart", "context": {"cluster": "e2e", "user": user}}],
         "current-context": "chart",
     }
-    path = tmp_path_factory.mktemp("chart-identity") / "service-account.kubeconfig"
+    path = tmp_path_factory.mktemp(f"identity-{name}") / "service-account.kubeconfig"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     path.chmod(0o600)
     return path
@@ -143,6 +182,38 @@ def chart_identity(cluster: Cluster, release: tuple[str, str], tmp_path_factory:
 def operator_kubeconfig(chart_identity: Path) -> Path:
     """test_operator.py's operator fixture runs the operator as the chart's ServiceAccount in this module."""
     return chart_identity
+
+
+@pytest.fixture(scope="module")
+def operator_args(
+    cluster: Cluster,
+    release: tuple[str, str],
+    webhook_port: int,  # noqa: F811 - the fixture imported above
+) -> tuple[str, ...]:
+    """The operator as the chart starts it: serving the hooks, registering nothing. The chart's configurations
+    point at the webhook Service, which has no replica behind it here (no kubelet): the admin points them at
+    the local process instead, with its certificate's CA, as the Service would route to a replica."""
+    name, _ = release
+    port = webhook_port
+    certfile, keyfile = _self_signed("127.0.0.1")
+    ca_bundle = base64.b64encode(Path(certfile).read_bytes()).decode()
+    for kind, hook in (
+        ("mutatingwebhookconfiguration", "stamp-approver"),
+        ("validatingwebhookconfiguration", "check-approver"),
+    ):
+        patch = [
+            {
+                "op": "replace",
+                "path": "/webhooks/0/clientConfig",
+                "value": {"url": f"https://127.0.0.1:{port}/{hook}", "caBundle": ca_bundle},
+            }
+        ]
+        cluster.kubectl("patch", kind, f"{name}-approvals", "--type=json", "-p", json.dumps(patch))
+    return (
+        "--webhook-configurations=external",
+        f"--webhook-cert={certfile}",
+        f"--webhook-key={keyfile}",
+    )
 
 
 # -- the install --------------------------------------------------------------------------------------------------
@@ -181,8 +252,8 @@ def test_the_scenarios_ran_as_the_chart_service_account_without_a_denial(
     user = yaml.safe_load(chart_identity.read_text())["users"][0]
     assert set(user["user"]) == {"token"}, "a bearer token, not the admin's client certificate"
     log = process.log_path.read_text(errors="replace")
-    assert "Reconfiguring the validating webhook accord.dev" in log
-    assert "Reconfiguring the mutating webhook accord.dev" in log
+    assert "--webhook-configurations=external" in log
+    assert "Reconfiguring the" not in log, "the chart owns the webhook configurations; the operator registers none"
     # RBAC refusals read `... is forbidden: User "system:serviceaccount:..." cannot ...`; kopf adds its own words.
     for denial in ("is forbidden: User", "Not enough RBAC permissions", "Not enough permissions"):
         assert denial not in log, f"{denial!r} in the operator's log {process.log_path}"
@@ -198,17 +269,17 @@ def test_the_scenarios_ran_as_the_chart_service_account_without_a_denial(
 
 # -- what the ServiceAccount may do -------------------------------------------------------------------------------
 MAY = [
-    ("patch", "deployments", "--subresource=scale", "--all-namespaces"),
     ("update", "deployments", "--subresource=scale", "--all-namespaces"),
     ("update", "statefulsets", "--subresource=scale", "--all-namespaces"),
-    ("patch", "deployments", "--all-namespaces"),
+    ("patch", "deployments", "--all-namespaces"),  # this release has placements.enabled
     ("patch", "horizontalpodautoscalers.autoscaling", "--all-namespaces"),
     ("list", "nodes"),
     ("create", "negotiations.accord.dev", "--all-namespaces"),
     ("patch", "negotiations.accord.dev", "--subresource=status", "--all-namespaces"),
+    ("watch", "clusternegotiationpolicies.accord.dev"),
+    ("patch", "clusternegotiationpolicies.accord.dev", "--subresource=status"),
+    ("watch", "namespaces"),
     ("create", "events", "--all-namespaces"),
-    ("patch", "validatingwebhookconfigurations/accord.dev"),
-    ("patch", "mutatingwebhookconfigurations/accord.dev"),
 ]
 MAY_NOT = [
     ("get", "secrets", "--all-namespaces"),
@@ -226,7 +297,14 @@ MAY_NOT = [
     ("patch", "negotiations.accord.dev", "--all-namespaces"),
     ("delete", "customresourcedefinitions"),
     ("create", "clusterrolebindings"),
+    ("patch", "deployments", "--subresource=scale", "--all-namespaces"),  # replicas by update only
+    ("patch", "namespaces"),
+    ("create", "clusternegotiationpolicies.accord.dev"),
     ("patch", "validatingwebhookconfigurations/some-other-webhook"),
+    ("patch", "validatingwebhookconfigurations/accord.dev"),
+    ("patch", "mutatingwebhookconfigurations/accord.dev"),
+    ("create", "validatingwebhookconfigurations"),
+    ("list", "mutatingwebhookconfigurations"),
     ("delete", "validatingwebhookconfigurations/accord.dev"),
     ("create", "serviceaccounts", "--subresource=token", "--all-namespaces"),
 ]
@@ -240,6 +318,53 @@ def test_the_service_account_may(cluster: Cluster, chart_identity: Path, query: 
 @pytest.mark.parametrize("query", MAY_NOT, ids=" ".join)
 def test_the_service_account_may_not(cluster: Cluster, chart_identity: Path, query: tuple[str, ...]) -> None:
     assert not can_i(cluster, chart_identity, *query)
+
+
+def test_the_chart_owns_persistent_webhook_configurations_that_fail_closed(
+    cluster: Cluster, release: tuple[str, str]
+) -> None:
+    name, _ = release
+    for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+        body = json.loads(cluster.kubectl("get", kind, f"{name}-approvals", "-o", "json").stdout)
+        assert body["metadata"]["annotations"]["meta.helm.sh/release-name"] == name
+        assert [w["failurePolicy"] for w in body["webhooks"]] == ["Fail"]
+    assert cluster.kubectl("get", "validatingwebhookconfiguration", "accord.dev", check=False).returncode != 0
+
+
+# -- the namespaced install, placements off ------------------------------------------------------------------------
+def namespaced_queries(watched: str, release_namespace: str) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    inside = f"--namespace={watched}"
+    may = [
+        ("update", "deployments", "--subresource=scale", inside),
+        ("update", "statefulsets", "--subresource=scale", inside),
+        ("watch", "deployments", inside),
+        ("create", "negotiations.accord.dev", inside),
+        ("patch", "negotiationpolicies.accord.dev", "--subresource=status", inside),
+        ("list", "nodes"),
+    ]
+    may_not = [
+        ("patch", "deployments", inside),  # placements are off
+        ("patch", "statefulsets", inside),
+        ("update", "deployments", "--subresource=scale", f"--namespace={release_namespace}"),
+        ("update", "deployments", "--subresource=scale", "--namespace=default"),
+        ("watch", "deployments", "--all-namespaces"),
+        ("create", "negotiations.accord.dev", "--namespace=default"),
+        ("watch", "clusternegotiationpolicies.accord.dev"),
+        ("patch", "namespaces"),
+        ("create", "validatingwebhookconfigurations"),
+    ]
+    return may, may_not
+
+
+def test_the_namespaced_install_may_act_in_its_namespaces_only(
+    cluster: Cluster, namespaced_identity: Path, namespaced_release: tuple[str, str, str]
+) -> None:
+    _, release_namespace, watched = namespaced_release
+    may, may_not = namespaced_queries(watched, release_namespace)
+    assert [q for q in may if not can_i(cluster, namespaced_identity, *q)] == []
+    assert [q for q in may_not if can_i(cluster, namespaced_identity, *q)] == []
+    roles = json.loads(cluster.kubectl("get", "roles", "-n", watched, "-o", "json").stdout)["items"]
+    assert {r["metadata"]["name"] for r in roles} >= {f"{namespaced_release[0]}-operator"}
 
 
 def test_the_identity_is_the_service_account(cluster: Cluster, chart_identity: Path, release: tuple[str, str]) -> None:
@@ -340,12 +465,9 @@ def test_uninstall_keeps_the_crds_only_when_asked(cluster: Cluster, keep: bool) 
         pytest.skip("the kind provider's release owns the CRDs")
     name = f"accord-crds-{suffix()}"
     try:
-        cluster.helm(
-            "install",
+        install(
+            cluster,
             name,
-            str(CHART),
-            f"--namespace={name}",
-            "--create-namespace",
             "--take-ownership",
             "--set=crds.enabled=true",
             f"--set=crds.keep={str(keep).lower()}",

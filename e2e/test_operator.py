@@ -28,7 +28,7 @@ INTERVAL = 5
 @pytest.fixture(scope="module")
 def crds(cluster: Cluster) -> None:
     cluster.kubectl("apply", "-f", str(REPO / "crds"))
-    for name in ("agents", "negotiationpolicies", "negotiations"):
+    for name in ("agents", "negotiationpolicies", "clusternegotiationpolicies", "negotiations"):
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}.accord.dev", "--timeout=60s")
 
 
@@ -54,17 +54,36 @@ def operator_kubeconfig(cluster: Cluster) -> Path:
 
 
 @pytest.fixture(scope="module")
+def webhook_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def operator_args() -> tuple[str, ...]:
+    """Extra `accord run` flags: none here; e2e/test_chart.py passes the ones the chart gives the operator."""
+    return ()
+
+
+@pytest.fixture(scope="module")
 def operator(
     cluster: Cluster,
     crds: None,
     accord_prometheus: PrometheusServer,
     operator_kubeconfig: Path,
+    operator_args: tuple[str, ...],
+    webhook_port: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     if cluster.provider == "kind":
         pytest.skip("the kind provider runs the operator in the cluster; these tests drive a local process")
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = OperatorProcess(kubeconfig=operator_kubeconfig, prometheus_url=accord_prometheus.url, log_path=log)
+    process = OperatorProcess(
+        kubeconfig=operator_kubeconfig,
+        prometheus_url=accord_prometheus.url,
+        log_path=log,
+        extra_args=operator_args,
+        webhook_port=webhook_port,
+    )
     process.start()
     yield process
     process.stop()

@@ -20,11 +20,16 @@ from accord.models.common import GROUP, VERSION, from_wire
 from accord.models.crd import render_chart_crds, render_crds
 from accord.models.errors import describe_validation_error
 from accord.models.negotiation import Negotiation
-from accord.models.policy import NegotiationPolicy
+from accord.models.policy import ClusterNegotiationPolicy, NegotiationPolicy
 from accord.sim.cli import add_simulate_parser
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-KINDS = {"Agent": Agent, "NegotiationPolicy": NegotiationPolicy, "Negotiation": Negotiation}
+KINDS = {
+    "Agent": Agent,
+    "NegotiationPolicy": NegotiationPolicy,
+    "ClusterNegotiationPolicy": ClusterNegotiationPolicy,
+    "Negotiation": Negotiation,
+}
 
 
 def _chart_dir(args: argparse.Namespace) -> Path | None:
@@ -111,12 +116,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         kube_config.KUBE_CONFIG_DEFAULT_LOCATION = args.kubeconfig
     if args.webhook:
         from accord.operator import webhooks  # noqa: F401
+    namespaces = tuple(args.namespace or ())
+    if not namespaces:
+        # ClusterNegotiationPolicies and Namespaces' labels: only an install that watches the whole cluster.
+        from accord.operator import cluster_handlers  # noqa: F401
 
     from accord.operator.state import OperatorConfig
 
     _configure_logging(args.log_level, args.log_format)
     logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.getLogger().level))
-    namespaces = tuple(args.namespace or ())
     config = OperatorConfig(
         prometheus_url=args.prometheus_url,
         namespaces=namespaces,
@@ -133,6 +141,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         kubeconfig=args.kubeconfig,
         agent_hosts=tuple(args.agent_host or ()),
+        protected_namespaces=tuple(n for arg in args.protected_namespace or () for n in arg.split(",") if n),
+        placements=args.placements,
+        manage_webhook_configurations=args.webhook_configurations == "operator",
     )
     kopf.run(
         clusterwide=not namespaces,
@@ -219,6 +230,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="NAMESPACE/NAME of the Service in front of the webhook; registers it by Service reference",
     )
     run.add_argument("--webhook-ca", default=None, help="CA bundle the API server trusts (defaults to --webhook-cert)")
+    run.add_argument(
+        "--webhook-configurations",
+        choices=["operator", "external"],
+        default="operator",
+        help="who registers the webhook configurations: the operator (kopf, the default) or someone else "
+        "(the chart, persistently); with external the operator needs no rights on them",
+    )
+    run.add_argument(
+        "--protected-namespace",
+        action="append",
+        help="a namespace no policy reaches, besides kube-system, kube-public and kube-node-lease "
+        "(repeatable, or comma-separated)",
+    )
+    run.add_argument(
+        "--no-placements",
+        dest="placements",
+        action="store_false",
+        help="never change pod templates: replicas through the scale subresource only, no negotiation "
+        "annotation on workloads, and a policy with placements is Invalid (for installs without patch rights "
+        "on Deployments and StatefulSets)",
+    )
     run.add_argument("--concurrency", type=int, default=16, help="workloads negotiated at once")
     run.add_argument(
         "--agent-host",

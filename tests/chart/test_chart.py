@@ -31,7 +31,15 @@ CHART = ROOT / "helm" / "accord"
 CASES = sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml"))
 RELEASE, NAMESPACE = "accord", "accord-system"
 SERVICE_ACCOUNT = ("accord", NAMESPACE)
-CLUSTER_SCOPED = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering", "Namespace"}
+CLUSTER_SCOPED = {
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ClusterKopfPeering",
+    "Namespace",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+}
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
@@ -177,8 +185,12 @@ def test_probes_are_on_the_metrics_port(case: str) -> None:
 ARGS: dict[str, tuple[set[str], set[str]]] = {
     # case: (flags present, flag names absent)
     "default": (
-        {"--log-level=info", "--log-format=text"},
-        {"--peering", "--webhook", "--namespace", "--prometheus-url"},
+        {"--log-level=info", "--log-format=text", "--no-placements"},
+        {"--peering", "--webhook", "--namespace", "--prometheus-url", "--protected-namespace"},
+    ),
+    "placements": (
+        {"--protected-namespace=payments", "--webhook", "--webhook-configurations=external"},
+        {"--no-placements", "--namespace"},
     ),
     "ha": (
         {
@@ -202,11 +214,15 @@ ARGS: dict[str, tuple[set[str], set[str]]] = {
             "--webhook-cert=/etc/accord/webhook/tls.crt",
             "--webhook-key=/etc/accord/webhook/tls.key",
             "--webhook-ca=/etc/accord/webhook/ca.crt",
+            "--webhook-configurations=external",
             "--peering",
         },
         {"--namespace"},
     ),
-    "webhook-cert-manager": ({"--webhook", "--webhook-ca=/etc/accord/webhook/ca.crt"}, {"--peering"}),
+    "webhook-cert-manager": (
+        {"--webhook", "--webhook-ca=/etc/accord/webhook/ca.crt", "--webhook-configurations=external"},
+        {"--peering"},
+    ),
 }
 
 
@@ -238,20 +254,24 @@ OWN = (
     | {("accord.dev", f"{r}/status", "patch") for r in ("agents", "negotiationpolicies", "negotiations")}
 )
 WORKLOADS = (
-    {("apps", r, v) for r in ("deployments", "statefulsets") for v in ("get", "list", "watch", "patch")}
-    | {("apps", f"{r}/scale", v) for r in ("deployments", "statefulsets") for v in ("get", "update", "patch")}
+    {("apps", r, v) for r in ("deployments", "statefulsets") for v in ("get", "list", "watch")}
+    # Replicas only through the scale subresource, by update with the read resourceVersion.
+    | {("apps", f"{r}/scale", v) for r in ("deployments", "statefulsets") for v in ("get", "update")}
     | {("autoscaling", "horizontalpodautoscalers", v) for v in ("get", "list", "watch", "patch")}
     | {("", "events", "create"), ("", "events", "patch")}
 )
+# Pod templates (and the negotiation annotation) only with placements.enabled.
+PLACEMENTS = {("apps", r, "patch") for r in ("deployments", "statefulsets")}
 NAMESPACED = OWN | WORKLOADS
 CLUSTER = {("", "nodes", v) for v in ("get", "list", "watch")} | {
     ("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")
 }
-WEBHOOK = {
-    ("admissionregistration.k8s.io", r, v, names)
-    for r in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations")
-    for v, names in (("list", ()), ("watch", ()), ("create", ()), ("get", ("accord.dev",)), ("patch", ("accord.dev",)))
-}
+# Cluster-wide installs only: ClusterNegotiationPolicies and the Namespaces' opt-in labels.
+CLUSTER_POLICIES = (
+    {("accord.dev", "clusternegotiationpolicies", v) for v in ("get", "list", "watch", "patch")}
+    | {("accord.dev", "clusternegotiationpolicies/status", "patch")}
+    | {("", "namespaces", v) for v in ("get", "list", "watch")}
+)
 
 
 def expected_grants(case: str) -> set[tuple[str, str, str, str, tuple[str, ...]]]:
@@ -260,11 +280,13 @@ def expected_grants(case: str) -> set[tuple[str, str, str, str, tuple[str, ...]]
     several = int(values.get("replicaCount", 1)) > 1
     scopes = watched or ["*"]
     held = {(where, g, r, v, ()) for where in scopes for g, r, v in NAMESPACED}
+    if (values.get("placements") or {}).get("enabled"):
+        held |= {(where, g, r, v, ()) for where in scopes for g, r, v in PLACEMENTS}
     held |= {("*", g, r, v, ()) for g, r, v in CLUSTER}
     if watched:
         held |= {("*", "", "namespaces", v, ()) for v in ("list", "watch")}
-    if (values.get("webhook") or {}).get("enabled"):
-        held |= {("*", g, r, v, n) for g, r, v, n in WEBHOOK}
+    else:
+        held |= {("*", g, r, v, ()) for g, r, v in CLUSTER_POLICIES}
     if several:
         peering = "kopfpeerings" if watched else "clusterkopfpeerings"
         held |= {
@@ -302,7 +324,7 @@ def test_no_cluster_role_mentions_secrets(case: str) -> None:
 
 @pytest.mark.parametrize("case", CASES)
 def test_what_the_operator_can_never_do(case: str) -> None:
-    for where, group, resource, verb, names in grants(rendered(case)):
+    for where, group, resource, verb, _names in grants(rendered(case)):
         assert group != "rbac.authorization.k8s.io"
         assert verb not in {"escalate", "bind", "impersonate", "deletecollection"}
         assert resource not in {"pods", "pods/exec", "serviceaccounts/token", "configmaps"}
@@ -312,8 +334,9 @@ def test_what_the_operator_can_never_do(case: str) -> None:
             assert verb not in WRITE_VERBS, f"{verb} {resource}"
         if resource == "secrets":
             assert (verb, where) != ("get", "*") and verb == "get", "Secrets are read by name, per namespace"
-        if group == "admissionregistration.k8s.io" and verb in WRITE_VERBS - {"create"}:
-            assert names == ("accord.dev",), "only its own webhook configurations"
+        assert group != "admissionregistration.k8s.io", "the chart owns the webhook configurations"
+        if resource.endswith("/scale"):
+            assert verb != "patch", "replicas by update with the read resourceVersion"
 
 
 def test_secrets_are_readable_only_where_listed() -> None:
@@ -323,16 +346,39 @@ def test_secrets_are_readable_only_where_listed() -> None:
     assert role["rules"] == [
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["pricing-hmac"], "verbs": ["get"]}
     ]
-    assert not [d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == "accord-ci-web"]
+    assert not [
+        d
+        for d in of_kind(docs, "Role")
+        if d["metadata"]["namespace"] == "accord-ci-web" and any("secrets" in r["resources"] for r in d["rules"])
+    ]
 
 
-def test_watched_namespaces_bind_namespaced_permissions_there_only() -> None:
+def test_the_namespaced_install_grants_roles_in_the_watched_namespaces_only() -> None:
     docs = rendered("watched-namespaces")
     cluster_bound = {d["roleRef"]["name"] for d in of_kind(docs, "ClusterRoleBinding")}
-    assert cluster_bound == {"accord-kopf", "accord-nodes"}
+    assert cluster_bound == {"accord-kopf", "accord-nodes"}, "only read-only discovery and Nodes stay cluster-wide"
+    for doc in of_kind(docs, "ClusterRole"):
+        for rule in doc["rules"]:
+            assert set(rule["verbs"]) <= {"get", "list", "watch"}, (doc["metadata"]["name"], rule)
+            assert "clusternegotiationpolicies" not in rule["resources"]
     for role in ("accord-operator", "accord-kopf-namespaced"):
-        bound_in = {d["metadata"]["namespace"] for d in of_kind(docs, "RoleBinding") if d["roleRef"]["name"] == role}
-        assert bound_in == {"accord-ci-shop", "accord-ci-web"}
+        roles = {d["metadata"]["namespace"] for d in of_kind(docs, "Role") if d["metadata"]["name"] == role}
+        bound = {
+            d["metadata"]["namespace"]
+            for d in of_kind(docs, "RoleBinding")
+            if d["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role}
+        }
+        assert roles == bound == {"accord-ci-shop", "accord-ci-web"}
+    assert "--namespace=accord-ci-shop" in container(docs)["args"]
+
+
+@pytest.mark.parametrize(("case", "patch"), [("default", False), ("placements", True)])
+def test_pod_templates_are_patched_only_with_placements(case: str, patch: bool) -> None:
+    held = grants(rendered(case))
+    for resource in ("deployments", "statefulsets"):
+        assert (("*", "apps", resource, "patch", ()) in held) is patch
+        assert ("*", "apps", f"{resource}/scale", "update", ()) in held
+    assert ("--no-placements" in container(rendered(case))["args"]) is not patch
 
 
 # --- replicas and peering ---------------------------------------------------------------------------------------
@@ -408,6 +454,68 @@ def test_webhook_with_a_certificate_secret() -> None:
     assert one(docs, "Service", "accord")["spec"]["publishNotReadyAddresses"] is True
 
 
+WEBHOOK_IDS = {"MutatingWebhookConfiguration": "stamp-approver", "ValidatingWebhookConfiguration": "check-approver"}
+
+
+@pytest.mark.parametrize("case", ["webhook-cert-secret", "webhook-cert-manager", "placements"])
+def test_the_chart_owns_the_webhook_configurations_and_they_fail_closed(case: str) -> None:
+    import kopf
+
+    from accord.operator import webhooks  # noqa: F401 - importing registers the hooks
+
+    docs = rendered(case)
+    registered = {h.id for h in kopf.get_default_registry()._webhooks.get_all_handlers()}
+    for kind, hook in WEBHOOK_IDS.items():
+        assert hook in registered, f"the operator serves no hook {hook}"
+        (webhook,) = one(docs, kind, "accord-approvals")["webhooks"]
+        assert webhook["failurePolicy"] == "Fail"
+        assert webhook["sideEffects"] == "None"
+        assert webhook["clientConfig"]["service"] == {
+            "namespace": NAMESPACE,
+            "name": "accord-webhook",
+            "port": 9443,
+            "path": f"/{hook}",
+        }
+        assert webhook["rules"] == [
+            {
+                "apiGroups": ["accord.dev"],
+                "apiVersions": ["v1alpha1"],
+                "resources": ["negotiations"],
+                "operations": ["UPDATE"],
+                "scope": "Namespaced",
+            }
+        ]
+        if case == "webhook-cert-manager":
+            annotations = one(docs, kind, "accord-approvals")["metadata"]["annotations"]
+            assert annotations["cert-manager.io/inject-ca-from"] == f"{NAMESPACE}/accord-webhook"
+        else:
+            assert webhook["clientConfig"]["caBundle"]
+
+
+def test_without_a_certificate_the_chart_makes_one_the_configurations_trust() -> None:
+    import base64
+
+    from cryptography import x509
+
+    docs = rendered("placements")
+    secret = one(docs, "Secret", "accord-webhook-tls")
+    (webhook,) = one(docs, "ValidatingWebhookConfiguration")["webhooks"]
+    assert webhook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    ca = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["ca.crt"]))
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    assert cert.issuer == ca.subject
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert "accord-webhook.accord-system.svc" in names
+    volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["webhook-tls"]["secret"]["secretName"] == "accord-webhook-tls"
+
+
+def test_no_webhook_no_configurations() -> None:
+    docs = rendered("default")
+    assert of_kind(docs, "ValidatingWebhookConfiguration") == of_kind(docs, "MutatingWebhookConfiguration") == []
+    assert of_kind(docs, "Secret") == []
+
+
 def test_webhook_with_cert_manager() -> None:
     docs = rendered("webhook-cert-manager")
     certificate = one(docs, "Certificate")
@@ -432,7 +540,7 @@ def test_webhook_with_cert_manager() -> None:
 @pytest.mark.parametrize(
     ("sets", "message"),
     [
-        (("replicaCount=2", "webhook.enabled=true"), "needs webhook.certSecret.name or webhook.certManager.enabled"),
+        (("webhook.enabled=true", "webhook.certSecret.name=mine"), "needs webhook.certSecret.caBundle"),
         (
             ("webhook.enabled=true", "webhook.certManager.enabled=true", "webhook.certSecret.name=mine"),
             "not both",
@@ -630,12 +738,22 @@ def test_notes_say_what_to_do_next() -> None:
     assert "prometheus.url is not set" in text
     assert "webhook is off" in text
     assert "docs/install.md" in text
+    assert "Placements are off" in text
+    assert "ClusterNegotiationPolicy" in text
 
 
 def test_notes_follow_the_values() -> None:
-    text = notes("prometheus.url=http://prom:9090", "webhook.enabled=true", "crds.enabled=false")
+    text = notes(
+        "prometheus.url=http://prom:9090",
+        "webhook.enabled=true",
+        "crds.enabled=false",
+        "placements.enabled=true",
+        "watchNamespaces={shop}",
+    )
     assert "prometheus.url is not set" not in text
     assert "webhook is on" in text
+    assert "Placements are off" not in text
+    assert "ClusterNegotiationPolicy" not in text, "a namespaced install serves none"
     assert "kubectl apply -f crds/" in text
 
 

@@ -236,11 +236,14 @@ def test_defaults_satisfy_their_own_schema() -> None:
 EXPECTED_NAMES = {
     "Agent": ("agents", "agent", ["agt"]),
     "NegotiationPolicy": ("negotiationpolicies", "negotiationpolicy", ["npol"]),
+    "ClusterNegotiationPolicy": ("clusternegotiationpolicies", "clusternegotiationpolicy", ["cnpol"]),
     "Negotiation": ("negotiations", "negotiation", ["neg"]),
 }
+CLUSTER_SCOPED = {"ClusterNegotiationPolicy"}
 EXPECTED_COLUMNS = {
     "Agent": ["Type", "Weight", "Veto", "Trust", "Ready", "Age"],
-    "NegotiationPolicy": ["Protocol", "Mode", "Workloads", "Pending", "Ready", "Age"],
+    "NegotiationPolicy": ["Protocol", "Mode", "Workloads", "Pending", "Ready", "Reason", "Age"],
+    "ClusterNegotiationPolicy": ["Protocol", "Mode", "Agents", "Workloads", "Pending", "Ready", "Reason", "Age"],
     "Negotiation": ["Workload", "Phase", "From", "To", "Placement", "Confidence", "Reason", "Protocol", "Age"],
 }
 
@@ -256,7 +259,7 @@ def test_names_short_names_and_category(kind: str) -> None:
     assert manifest["metadata"]["name"] == f"{plural}.accord.dev"
     assert manifest["apiVersion"] == "apiextensions.k8s.io/v1"
     assert manifest["spec"]["group"] == "accord.dev"
-    assert manifest["spec"]["scope"] == "Namespaced"
+    assert manifest["spec"]["scope"] == ("Cluster" if kind in CLUSTER_SCOPED else "Namespaced")
 
 
 @pytest.mark.parametrize("kind", sorted(EXPECTED_NAMES))

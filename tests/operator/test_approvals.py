@@ -154,3 +154,11 @@ def test_a_pending_decision_stands_against_small_wobbles(
     pending: tuple[int, str], new: tuple[int, str], stands: bool
 ) -> None:
     assert close_enough(pending, new) is stands
+
+
+def test_a_record_beside_another_namespaces_workload_is_not_taken_for_a_decision(state: State) -> None:
+    """Accord writes a workload's records in the workload's namespace: one elsewhere is someone else's."""
+    forged = negotiation("web-deploy-9")
+    forged["metadata"]["namespace"] = "tenant"
+    assert track(state, forged, now=0.0) is None
+    assert state.decisions == {}

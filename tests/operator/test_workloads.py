@@ -1,4 +1,4 @@
-"""What the operator reads off workloads and Nodes: selection, placement, pools (pure functions)."""
+"""What the operator reads off workloads and Nodes: placement, pools (pure functions). Selection: test_scope.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from accord.models.policy import NegotiationPolicySpec
-from accord.operator.workloads import current_placement, placed_scheduling, pools, selects, workload_view
+from accord.operator.workloads import current_placement, placed_scheduling, pools, workload_view
 
 
 def deployment(**over: Any) -> dict[str, Any]:
@@ -55,28 +55,6 @@ def test_workload_view_reads_what_the_engine_needs() -> None:
     assert (w.key, w.replicas, w.ready, w.uid, w.resource_version) == ("Deployment/shop/web", 4, 3, "u1", "7")
     assert not w.paused
     assert workload_view("Deployment", deployment(metadata={"annotations": {"accord.dev/paused": "true"}})).paused
-
-
-@pytest.mark.parametrize(
-    ("over", "namespace", "expected"),
-    [
-        ({}, "shop", True),
-        ({}, "other", False),
-        ({"metadata": {"labels": {"app": "web", "tier": "back"}}}, "shop", False),
-        ({"metadata": {"labels": {"app": "api", "tier": "front"}}}, "shop", False),
-        ({"metadata": {"namespace": "elsewhere"}}, "shop", False),
-    ],
-)
-def test_selection(over: dict[str, Any], namespace: str, expected: bool) -> None:
-    assert selects(POLICY, namespace, workload_view("Deployment", deployment(**over))) is expected
-
-
-def test_selection_across_namespaces_and_kinds() -> None:
-    everywhere = POLICY.model_copy(update={"namespaces": ["*"]})
-    w = workload_view("Deployment", deployment(metadata={"namespace": "elsewhere"}))
-    assert selects(everywhere, "shop", w)
-    only_sts = NegotiationPolicySpec.model_validate({**POLICY.to_wire(), "kinds": ["StatefulSet"]})
-    assert not selects(only_sts, "shop", workload_view("Deployment", deployment()))
 
 
 @pytest.mark.parametrize(

@@ -58,12 +58,12 @@ app.kubernetes.io/part-of: accord
 {{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
 {{- end }}
 
-{{/* The Secret holding the webhook's serving certificate, or nothing (the operator then signs its own). */}}
+{{/* The Secret holding the webhook's serving certificate: yours, cert-manager's or the chart's own. */}}
 {{- define "accord.webhookCertSecret" -}}
-{{- if .Values.webhook.certManager.enabled }}
-{{- printf "%s-webhook-tls" (include "accord.fullname" .) }}
-{{- else if .Values.webhook.certSecret.name }}
+{{- if and .Values.webhook.enabled .Values.webhook.certSecret.name }}
 {{- .Values.webhook.certSecret.name }}
+{{- else if .Values.webhook.enabled }}
+{{- printf "%s-webhook-tls" (include "accord.fullname" .) }}
 {{- end }}
 {{- end }}
 
@@ -85,46 +85,97 @@ policy/v1beta1
 {{- end }}
 
 {{/*
-Bind a ClusterRole of namespaced permissions: cluster-wide, or with watchNamespaces by a RoleBinding
-in each watched namespace only. Call with (dict "root" $ "role" "<ClusterRole name>").
+Grant namespaced permissions: a ClusterRole with a ClusterRoleBinding, or with watchNamespaces a Role
+and a RoleBinding in each watched namespace (the namespaced install holds no ClusterRole of these).
+Call with (dict "root" $ "name" "<role name>" "rules" "<YAML list of rules>").
 */}}
-{{- define "accord.bindEverywhereOrInWatched" -}}
+{{- define "accord.grant" -}}
 {{- $root := .root }}
-{{- $role := .role }}
-{{- if $root.Values.watchNamespaces }}
-{{- range $root.Values.watchNamespaces }}
+{{- $name := .name }}
+{{- $rules := .rules }}
+{{- range ($root.Values.watchNamespaces | default (list "")) }}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
+kind: {{ if . }}Role{{ else }}ClusterRole{{ end }}
 metadata:
-  name: {{ $role }}
+  name: {{ $name }}
+  {{- if . }}
   namespace: {{ . }}
+  {{- end }}
+  labels:
+    {{- include "accord.labels" $root | nindent 4 }}
+rules:
+  {{- $rules | nindent 2 }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: {{ if . }}RoleBinding{{ else }}ClusterRoleBinding{{ end }}
+metadata:
+  name: {{ $name }}
+  {{- if . }}
+  namespace: {{ . }}
+  {{- end }}
   labels:
     {{- include "accord.labels" $root | nindent 4 }}
 roleRef:
   apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: {{ $role }}
+  kind: {{ if . }}Role{{ else }}ClusterRole{{ end }}
+  name: {{ $name }}
 subjects:
   - kind: ServiceAccount
     name: {{ include "accord.serviceAccountName" $root }}
     namespace: {{ $root.Release.Namespace }}
 {{- end }}
-{{- else }}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: {{ $role }}
-  labels:
-    {{- include "accord.labels" $root | nindent 4 }}
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: {{ $role }}
-subjects:
-  - kind: ServiceAccount
-    name: {{ include "accord.serviceAccountName" $root }}
-    namespace: {{ $root.Release.Namespace }}
+{{- end }}
+
+{{/* Accord's namespaced permissions (see rbac-accord.yaml). */}}
+{{- define "accord.operatorRules" -}}
+- apiGroups: ["accord.dev"]
+  resources: ["agents"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["accord.dev"]
+  resources: ["negotiationpolicies"]
+  # patch: kopf's finalizer on the policies whose daemons run the rounds.
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["accord.dev"]
+  resources: ["negotiations"]
+  # delete: only the records beyond a policy's history limit.
+  verbs: ["get", "list", "watch", "create", "delete"]
+- apiGroups: ["accord.dev"]
+  resources: ["agents/status", "negotiationpolicies/status", "negotiations/status"]
+  verbs: ["patch"]
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets"]
+  {{- if .Values.placements.enabled }}
+  # patch: placements change the pod template; every change is stamped with its Negotiation.
+  verbs: ["get", "list", "watch", "patch"]
+  {{- else }}
+  verbs: ["get", "list", "watch"]
+  {{- end }}
+- apiGroups: ["apps"]
+  resources: ["deployments/scale", "statefulsets/scale"]
+  # Replicas: an update of the scale subresource with the read resourceVersion.
+  verbs: ["get", "update"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/* kopf's namespaced permissions (see rbac-kopf.yaml). */}}
+{{- define "accord.kopfNamespacedRules" -}}
+# kopf reports handler failures as Events on the object.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- if and (include "accord.peering" .) .Values.watchNamespaces }}
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["list", "watch"]
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  resourceNames: ["accord"]
+  verbs: ["get", "patch"]
 {{- end }}
 {{- end }}

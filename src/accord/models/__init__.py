@@ -3,7 +3,13 @@
 from accord.models.agent import Agent, AgentSpec, AgentStatus, AgentType
 from accord.models.common import API_VERSION, GROUP, VERSION, Condition, LabelSelector
 from accord.models.negotiation import Negotiation, NegotiationSpec, NegotiationStatus, Phase, Verdict
-from accord.models.policy import NegotiationPolicy, NegotiationPolicySpec, NegotiationPolicyStatus
+from accord.models.policy import (
+    ClusterNegotiationPolicy,
+    ClusterNegotiationPolicySpec,
+    NegotiationPolicy,
+    NegotiationPolicySpec,
+    NegotiationPolicyStatus,
+)
 
 __all__ = [
     "API_VERSION",
@@ -13,6 +19,8 @@ __all__ = [
     "AgentSpec",
     "AgentStatus",
     "AgentType",
+    "ClusterNegotiationPolicy",
+    "ClusterNegotiationPolicySpec",
     "Condition",
     "LabelSelector",
     "Negotiation",

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from accord.models.agent import AgentSpec, AgentStatus
 from accord.models.common import GROUP, VERSION
 from accord.models.negotiation import NegotiationSpec, NegotiationStatus
-from accord.models.policy import NegotiationPolicySpec, NegotiationPolicyStatus
+from accord.models.policy import ClusterNegotiationPolicySpec, NegotiationPolicySpec, NegotiationPolicyStatus
 
 _DROP = {"title", "examples", "discriminator"}
 
@@ -32,6 +32,7 @@ class CrdDefinition:
     status: type[BaseModel]
     columns: tuple[dict[str, Any], ...]
     description: str
+    scope: str = "Namespaced"
 
 
 def _column(name: str, path: str, type_: str = "string", priority: int = 0, description: str = "") -> dict[str, Any]:
@@ -44,6 +45,12 @@ def _column(name: str, path: str, type_: str = "string", priority: int = 0, desc
 
 
 _AGE = _column("Age", ".metadata.creationTimestamp", "date")
+_POLICY_STATUS = (
+    _column("Workloads", ".status.workloads", "integer"),
+    _column("Pending", ".status.pendingApprovals", "integer"),
+    _column("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+    _column("Reason", '.status.conditions[?(@.type=="Invalid")].reason', priority=1),
+)
 
 DEFINITIONS: tuple[CrdDefinition, ...] = (
     CrdDefinition(
@@ -71,12 +78,22 @@ DEFINITIONS: tuple[CrdDefinition, ...] = (
         spec=NegotiationPolicySpec,
         status=NegotiationPolicyStatus,
         description="Which workloads are negotiated, by which agents, with which protocol and rules.",
+        columns=(_column("Protocol", ".spec.protocol"), _column("Mode", ".spec.mode"), *_POLICY_STATUS, _AGE),
+    ),
+    CrdDefinition(
+        kind="ClusterNegotiationPolicy",
+        plural="clusternegotiationpolicies",
+        singular="clusternegotiationpolicy",
+        short_names=("cnpol",),
+        spec=ClusterNegotiationPolicySpec,
+        status=NegotiationPolicyStatus,
+        scope="Cluster",
+        description="A NegotiationPolicy over the opted-in workloads of several namespaces (made by cluster admins).",
         columns=(
             _column("Protocol", ".spec.protocol"),
             _column("Mode", ".spec.mode"),
-            _column("Workloads", ".status.workloads", "integer"),
-            _column("Pending", ".status.pendingApprovals", "integer"),
-            _column("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+            _column("Agents", ".spec.agentNamespace", description="Namespace of the policy's Agents."),
+            *_POLICY_STATUS,
             _AGE,
         ),
     ),
@@ -176,7 +193,7 @@ def crd_manifest(definition: CrdDefinition) -> dict[str, Any]:
         "metadata": {"name": f"{definition.plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
-            "scope": "Namespaced",
+            "scope": definition.scope,
             "names": {
                 "kind": definition.kind,
                 "listKind": f"{definition.kind}List",

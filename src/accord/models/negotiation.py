@@ -125,7 +125,10 @@ class NegotiationSpec(Model):
     )
 
     workload: WorkloadRef
-    policy: str = Field(description="The NegotiationPolicy, namespace/name.")
+    policy: str = Field(
+        description="The policy that made the decision: namespace/name of a NegotiationPolicy, or the name "
+        "alone (no slash) of a ClusterNegotiationPolicy."
+    )
     protocol: str = Field(description="The protocol that produced the agreement.")
     mode: str = Field(default="enforce", description="enforce or audit.")
     current: CandidateRecord = Field(description="The workload before the decision.")

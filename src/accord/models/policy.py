@@ -198,7 +198,10 @@ class NegotiationPolicySpec(Model):
     selector: LabelSelector = Field(default_factory=LabelSelector, description="Workloads whose labels match.")
     namespaces: list[str] = Field(
         default_factory=list,
-        description="Namespaces to select workloads in; empty means the policy's own namespace, '*' all.",
+        max_length=256,
+        description="Namespaces to select workloads in. A NegotiationPolicy reaches only its own namespace: "
+        "leave this empty or name that namespace; naming another one, or '*', makes the policy Invalid "
+        "(reaching several namespaces takes a ClusterNegotiationPolicy).",
     )
     kinds: list[WorkloadKind] = Field(
         default_factory=lambda: [WorkloadKind.DEPLOYMENT, WorkloadKind.STATEFULSET],
@@ -268,4 +271,39 @@ class NegotiationPolicy(Model):
     kind: Literal["NegotiationPolicy"] = "NegotiationPolicy"
     metadata: dict[str, object] = Field(default_factory=dict)
     spec: NegotiationPolicySpec
+    status: NegotiationPolicyStatus | None = None
+
+
+class ClusterNegotiationPolicySpec(NegotiationPolicySpec):
+    """A NegotiationPolicy that reaches several namespaces: cluster-scoped, made by cluster administrators.
+
+    It negotiates a workload only when the workload or its namespace opts in (`accord.dev/negotiate=true`),
+    and never in a protected namespace.
+    """
+
+    namespaces: list[str] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Namespaces to select workloads in; empty or '*' means every namespace the namespaceSelector "
+        "admits. Only opted-in workloads are negotiated, and protected namespaces never (naming one makes "
+        "the policy Invalid).",
+    )
+    namespace_selector: LabelSelector | None = Field(
+        default=None,
+        description="Labels the workload's Namespace must have (together with namespaces, when both are set).",
+    )
+    agent_namespace: Name = Field(
+        description="Namespace of the Agents listed in agents (and of their Secrets). Choose one only cluster "
+        "administrators write, such as the operator's own: whoever writes these Agents steers every "
+        "decision of this policy."
+    )
+
+
+class ClusterNegotiationPolicy(Model):
+    """ClusterNegotiationPolicy: a NegotiationPolicy over opted-in workloads of several namespaces."""
+
+    api_version: Literal["accord.dev/v1alpha1"] = "accord.dev/v1alpha1"
+    kind: Literal["ClusterNegotiationPolicy"] = "ClusterNegotiationPolicy"
+    metadata: dict[str, object] = Field(default_factory=dict)
+    spec: ClusterNegotiationPolicySpec
     status: NegotiationPolicyStatus | None = None

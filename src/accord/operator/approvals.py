@@ -19,11 +19,11 @@ from pydantic import ValidationError
 
 from accord.models.common import from_wire
 from accord.models.negotiation import NegotiationSpec, Phase
-from accord.models.policy import NegotiationPolicySpec
 from accord.negotiation import lifecycle
 from accord.operator.loop import Negotiator
 from accord.operator.recorder import APPROVAL, APPROVER, APPROVER_GROUPS, parse_moment
-from accord.operator.state import State
+from accord.operator.scope import PolicyRef
+from accord.operator.state import State, parse_policy
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def check_approver(
     if policy_body is None:
         raise ApprovalRefused(f"policy {policy_key} is not known to the operator", code=409)
     try:
-        policy = from_wire(NegotiationPolicySpec, policy_body.get("spec") or {})
+        policy = parse_policy(PolicyRef.from_key(policy_key), policy_body.get("spec") or {})
     except ValidationError as exc:
         raise ApprovalRefused(f"policy {policy_key} is invalid", code=409) from exc
     user = str(userinfo.get("username", ""))
@@ -109,6 +109,8 @@ def track(state: State, body: Mapping[str, Any], *, deleted: bool = False, now: 
         spec = from_wire(NegotiationSpec, body.get("spec") or {})
     except ValidationError:
         return None
+    if meta.get("namespace") != spec.workload.namespace:
+        return None  # Accord writes a workload's records beside it; anything else is not a decision of its own
     key = f"{spec.workload.kind}/{spec.workload.namespace}/{spec.workload.name}"
     record = lifecycle.record_from(
         name=str(meta.get("name", "")), spec=spec, status=body.get("status") or {}, parse_time=parse_moment

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from accord.models.policy import NegotiationPolicySpec
 from accord.negotiation.lifecycle import Command, Decisions, Done, Failed, Live, Refused, Result, revalidate
 from accord.operator.kube import Kube, conflict, not_found
-from accord.operator.workloads import NEGOTIATION, current_placement, placed_scheduling, selects, workload_view
+from accord.operator.workloads import NEGOTIATION, WorkloadView, current_placement, placed_scheduling, workload_view
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,11 @@ FIELD_MANAGER = "accord"  # every write is Accord's in managedFields (GitOps too
 
 
 class Executor:
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, *, stamp: bool = True) -> None:
         self.kube = kube
+        # Stamping the Negotiation's name patches the workload: only where the install grants that
+        # (with placements). Without it the workload's Event names the Negotiation.
+        self.stamp = stamp
 
     async def _read(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         api = self.kube.apps
@@ -51,10 +54,12 @@ class Executor:
         hpa: tuple[str, int | None, int] | None,
         decisions: Decisions,
         now: float,
+        reaches: Callable[[WorkloadView], bool],
     ) -> Result:
-        """Re-read, re-validate, then act; what happened. An API error is a failure to record, not a crash."""
+        """Re-read, re-validate, then act; what happened. An API error is a failure to record, not a crash.
+        `reaches`: whether the policy (as it is now) still reaches the workload as read."""
         try:
-            return await self._attempts(command, policy=policy, hpa=hpa, decisions=decisions, now=now)
+            return await self._attempts(command, policy=policy, hpa=hpa, decisions=decisions, now=now, reaches=reaches)
         except ApiException as exc:
             return Failed(f"API error {exc.status}: {exc.reason}")
 
@@ -63,9 +68,9 @@ class Executor:
         hpa: tuple[str, int | None, int] | None = given["hpa"]
         decisions: Decisions = given["decisions"]
         now: float = given["now"]
+        reaches: Callable[[WorkloadView], bool] = given["reaches"]
         ref = command.workload
         target = command.target
-        policy_namespace = command.policy.split("/", 1)[0] if "/" in command.policy else ref.namespace
         for attempt in range(RETRIES):
             try:
                 body = await self._read(ref.kind, ref.namespace, ref.name)
@@ -82,7 +87,7 @@ class Executor:
                     placement=current_placement(policy, view),
                     uid=view.uid,
                     paused=view.paused,
-                    selected=selects(policy, policy_namespace, view) and not view.opted_out,
+                    selected=reaches(view),
                 )
             )
             refused = revalidate(command, live, policy=policy, state=decisions, now=now)
@@ -182,6 +187,8 @@ class Executor:
         await self._stamp(kind, namespace, name, record)
 
     async def _stamp(self, kind: str, namespace: str, name: str, record: str) -> None:
+        if not self.stamp:
+            return
         api = self.kube.apps
         fn = api.patch_namespaced_deployment if kind == "Deployment" else api.patch_namespaced_stateful_set
         await self.kube.call(

@@ -72,13 +72,17 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         if isinstance(server, ServiceWebhookServer) and config.webhook_service:
             server.service = config.webhook_service
         settings.admission.server = server
-        settings.admission.managed = GROUP
+        # The chart owns the configurations (persistent, failurePolicy Fail); `accord run --webhook` alone
+        # lets kopf register them.
+        settings.admission.managed = GROUP if config.manage_webhook_configurations else None
     health.started()
     log.info(
-        "accord operator starting: prometheus=%s namespaces=%s webhook=%s",
+        "accord operator starting: prometheus=%s namespaces=%s webhook=%s protected=%s placements=%s",
         config.prometheus_url,
         config.namespaces or "all",
         config.webhook,
+        ",".join(sorted(config.protected)),
+        config.placements,
     )
 
 
@@ -280,9 +284,12 @@ def agent_spec(raw: Mapping[str, Any], allowed_hosts: Sequence[str]) -> tuple[Ag
 
 @kopf.on.event(GROUP, VERSION, "negotiationpolicies")
 def policy_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
-    state: State = memo["state"]
     meta = body.get("metadata", {})
-    key = f"{meta.get('namespace')}/{meta.get('name')}"
+    remember_policy(memo["state"], f"{meta.get('namespace')}/{meta.get('name')}", event, body)
+
+
+def remember_policy(state: State, key: str, event: kopf.RawEvent, body: kopf.Body) -> None:
+    """Keep the policy's latest body for its daemon; a changed spec brings its next round forward."""
     if event.get("type") == "DELETED":
         state.policy_bodies.pop(key, None)
         return

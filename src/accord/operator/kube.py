@@ -61,17 +61,15 @@ class Kube:
             f"create {plural}", self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body
         )
 
-    async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await self.call(
-            f"patch {plural}/status",
-            self.custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-            name,
-            {"status": status},
-        )
+    async def patch_status(self, plural: str, namespace: str | None, name: str, status: dict[str, Any]) -> None:
+        """Patch the status of a namespaced object, or of a cluster-scoped one (namespace None)."""
+        body = {"status": status}
+        if namespace is None:
+            fn = self.custom.patch_cluster_custom_object_status
+            await self.call(f"patch {plural}/status", fn, GROUP, VERSION, plural, name, body)
+        else:
+            fn = self.custom.patch_namespaced_custom_object_status
+            await self.call(f"patch {plural}/status", fn, GROUP, VERSION, namespace, plural, name, body)
 
     async def list_custom(self, plural: str, namespace: str, selector: str = "") -> list[dict[str, Any]]:
         found = await self.call(

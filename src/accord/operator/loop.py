@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 
 import aiohttp
@@ -26,10 +27,9 @@ from accord.agents.base import Candidate, Situation
 from accord.metrics.evidence import EvidenceSet
 from accord.metrics.prometheus import PrometheusSource
 from accord.models.agent import AgentSpec
-from accord.models.common import from_wire
 from accord.models.errors import describe_validation_error
 from accord.models.negotiation import Phase, WorkloadRef
-from accord.models.policy import NegotiationPolicySpec
+from accord.models.policy import ClusterNegotiationPolicySpec, NegotiationPolicySpec
 from accord.negotiation import lifecycle
 from accord.negotiation.engine import Case, Outcome, Stance, negotiate_each
 from accord.negotiation.lifecycle import Decisions
@@ -47,8 +47,9 @@ from accord.operator.recorder import (
     now_iso,
     workload_ref,
 )
-from accord.operator.state import State
-from accord.operator.workloads import WorkloadView, current_placement, pools, selects
+from accord.operator.scope import PolicyRef
+from accord.operator.state import State, parse_policy
+from accord.operator.workloads import WorkloadView, current_placement, pools
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class Negotiator:
         self.state = state
         self.health = health
         self.recorder = Recorder(kube)
-        self.executor = Executor(kube)
+        self.executor = Executor(kube, stamp=state.config.placements)
         self.clock: Callable[[], float] = time.time
         url = state.config.prometheus_url
         self.prometheus = PrometheusSource(url, timeout=state.config.prometheus_timeout) if url else None
@@ -90,10 +91,12 @@ class Negotiator:
         self.persisted: dict[str, tuple[TrustState, dict[str, Any] | None]] = {}
         self.last_proposals: dict[str, dict[str, Any]] = {}
         self.reported: dict[str, str] = {}  # policy key -> last invalid message, to post one Event per change
+        self.agent_namespaces: dict[str, str] = {}  # policy key -> namespace of its Agents
 
     # -- the daemon ------------------------------------------------------------------------------
-    async def run_policy(self, namespace: str, name: str, stopped: Any) -> None:
-        key = f"{namespace}/{name}"
+    async def run_policy(self, namespace: str | None, name: str, stopped: Any) -> None:
+        """Run the rounds of a NegotiationPolicy, or of a ClusterNegotiationPolicy (namespace None)."""
+        key = PolicyRef(name, namespace).key
         wake = self.state.wakeups.setdefault(key, asyncio.Event())
         if self.session is None:
             self.session = aiohttp.ClientSession()
@@ -103,7 +106,7 @@ class Negotiator:
         finally:
             self.health.loop_stopped()
 
-    async def _rounds(self, key: str, namespace: str, name: str, wake: asyncio.Event, stopped: Any) -> None:
+    async def _rounds(self, key: str, namespace: str | None, name: str, wake: asyncio.Event, stopped: Any) -> None:
         while not stopped:
             started = time.monotonic()
             body = self.state.policy_bodies.get(key)
@@ -124,34 +127,42 @@ class Negotiator:
             wake.clear()
 
     # -- one round ---------------------------------------------------------------------------------
-    async def round(self, namespace: str, name: str, body: Mapping[str, Any]) -> float:
-        key = f"{namespace}/{name}"
+    async def round(self, namespace: str | None, name: str, body: Mapping[str, Any]) -> float:
+        ref = PolicyRef(name, namespace)
+        key = ref.key
         generation = int((body.get("metadata") or {}).get("generation") or 0)
         observability.ROUNDS.labels(policy=key).inc()
         try:
-            spec = from_wire(NegotiationPolicySpec, body.get("spec") or {})
+            spec = parse_policy(ref, body.get("spec") or {})
         except ValidationError as exc:
             await self.invalid(namespace, name, body, "InvalidSpec", describe_validation_error(exc), generation)
             return 30.0
-        agents, broken = self.agents_in(namespace)
+        out_of_scope = self.state.scope_problems(spec, ref)
+        if out_of_scope:
+            # Asking for more than it may have: the whole policy acts on nothing.
+            await self.invalid(namespace, name, body, "OutOfScope", "; ".join(out_of_scope), generation)
+            return float(spec.interval_seconds)
+        agents_ns = spec.agent_namespace if isinstance(spec, ClusterNegotiationPolicySpec) else namespace or ""
+        self.agent_namespaces[key] = agents_ns
+        agents, broken = self.agents_in(agents_ns)
         problems = [f"Agent {n} is invalid: {broken[n]}" for n in (p.name for p in spec.agents) if n in broken]
         try:
-            secrets = await self.secrets(namespace, {p.name: agents[p.name] for p in spec.agents if p.name in agents})
+            secrets = await self.secrets(agents_ns, {p.name: agents[p.name] for p in spec.agents if p.name in agents})
         except (ApiException, KeyError) as exc:
             problems.append(f"cannot read an external agent's secret: {exc}")
             secrets = {}
-        trust = {p.name: self.state.trust_of(namespace, p.name) for p in spec.agents}
+        trust = {p.name: self.state.trust_of(agents_ns, p.name) for p in spec.agents}
         table = seat_agents(spec, agents, trust=trust, secrets=secrets)
         missing = [m for m in table.missing if m not in broken]
         if missing:
-            problems.append(f"no Agent named {', '.join(missing)} in namespace {namespace}")
+            problems.append(f"no Agent named {', '.join(missing)} in namespace {agents_ns}")
         if problems:
             await self.invalid(namespace, name, body, "AgentsMissing", "; ".join(problems), generation)
             return float(spec.interval_seconds)
         self.reported.pop(key, None)
         # Decisions past their deadline expire before anything new is decided (as in the replay).
         await self.expire_pending(key)
-        selected = [w for w in list(self.state.workloads.values()) if selects(spec, namespace, w)]
+        selected = [w for w in list(self.state.workloads.values()) if self.state.selects(spec, ref, w)]
         active = [w for w in selected if not w.paused and not w.opted_out]
         report = RoundReport(workloads=len(selected))
         started = time.monotonic()
@@ -183,7 +194,8 @@ class Negotiator:
         # Deciding is pure CPU work: off the event loop, so that approvals and watches are served meanwhile.
         # The predictions settled while gathering moved trust: the agents negotiate with what they have earned now.
         seated = [
-            (replace(seat, trust=self.state.trust_of(namespace, seat.name)), agent) for seat, agent in table.seated
+            (replace(seat, trust=self.state.trust_of(self.agents_namespace(key), seat.name)), agent)
+            for seat, agent in table.seated
         ]
         decided = await asyncio.to_thread(negotiate_each, policy=spec, cases=[g.case for g in ready], agents=seated)
         outcomes: list[tuple[Gathered, Outcome]] = []
@@ -200,9 +212,13 @@ class Negotiator:
                 report.negotiated += 1
             observability.WORKLOAD_SECONDS.observe(g.seconds + (done or 0.0))
         observability.ROUND_SECONDS.labels(policy=key).observe(time.monotonic() - started)
-        await self.policy_status(namespace, name, body, spec, report, generation)
-        await self.agent_status(namespace, table)
+        await self.policy_status(ref.namespace, name, body, spec, report, generation)
+        await self.agent_status(agents_ns, table)
         return float(spec.interval_seconds)
+
+    def agents_namespace(self, policy_key: str) -> str:
+        """Where the policy's Agents live: its own namespace, or a cluster policy's spec.agentNamespace."""
+        return self.agent_namespaces.get(policy_key) or PolicyRef.from_key(policy_key).namespace or ""
 
     def agents_in(self, namespace: str) -> tuple[dict[str, AgentSpec], dict[str, str]]:
         ok: dict[str, AgentSpec] = {}
@@ -245,7 +261,7 @@ class Negotiator:
         )
         evidence, problems = await self.evidence(situation, spec, table)
         report.metrics_problems.extend(problems)
-        self.check_predictions(policy_key.split("/", 1)[0], w, evidence, now)
+        self.check_predictions(self.agents_namespace(policy_key), w, evidence, now)
         decisions = lifecycle.seed(
             self.state.decisions.get(w.key, Decisions()), replicas=w.replicas, policy=spec, now=now
         )
@@ -279,7 +295,7 @@ class Negotiator:
                 log.info("%s changed while it was negotiated; the next round decides on what it is now", key)
                 return None
             now = situation.now
-            namespace = policy_key.split("/", 1)[0]
+            namespace = self.agents_namespace(policy_key)
             stances = outcome.stances
             self.remember_predictions(namespace, w, outcome, stances, now)
             for st in stances:
@@ -339,12 +355,14 @@ class Negotiator:
                     report.conflicts.append(intent.message)
             else:
                 command = intent.command
+                policy = self.state.policy(command.policy)
                 result = await self.executor.apply(
                     command,
-                    policy=self.state.policy(command.policy),
+                    policy=policy,
                     hpa=self.state.hpas.get(key),
                     decisions=self.state.decisions[key],
                     now=now,
+                    reaches=partial(self.reaches, policy, PolicyRef.from_key(command.policy)),
                 )
                 await self.carry_out(
                     key,
@@ -353,6 +371,10 @@ class Negotiator:
                     now=now,
                     report=report,
                 )
+
+    def reaches(self, policy: NegotiationPolicySpec | None, ref: PolicyRef, workload: WorkloadView) -> bool:
+        """Whether the policy, as it is now, still reaches the workload as the executor read it."""
+        return policy is not None and self.state.selects(policy, ref, workload)
 
     async def expire_pending(self, policy_key: str) -> None:
         now = self.clock()
@@ -406,9 +428,10 @@ class Negotiator:
 
     # -- status --------------------------------------------------------------------------------------
     async def invalid(
-        self, namespace: str, name: str, body: Mapping[str, Any], reason: str, message: str, generation: int
+        self, namespace: str | None, name: str, body: Mapping[str, Any], reason: str, message: str, generation: int
     ) -> None:
-        key = f"{namespace}/{name}"
+        ref = PolicyRef(name, namespace)
+        key = ref.key
         old = ((body.get("status") or {}).get("conditions")) or []
         conditions = merge_conditions(
             old,
@@ -418,7 +441,7 @@ class Negotiator:
             ],
         )
         await self.kube.patch_status(
-            "negotiationpolicies", namespace, name, {"conditions": conditions, "observedGeneration": generation}
+            ref.plural, namespace, name, {"conditions": conditions, "observedGeneration": generation, "workloads": 0}
         )
         if self.reported.get(key) != message:
             self.reported[key] = message
@@ -426,7 +449,7 @@ class Negotiator:
             await self.recorder.event(
                 involved={
                     "apiVersion": "accord.dev/v1alpha1",
-                    "kind": "NegotiationPolicy",
+                    "kind": ref.kind,
                     "metadata": {"name": name, "namespace": namespace, "uid": (body.get("metadata") or {}).get("uid")},
                 },
                 reason=reason,
@@ -436,14 +459,15 @@ class Negotiator:
 
     async def policy_status(
         self,
-        namespace: str,
+        namespace: str | None,
         name: str,
         body: Mapping[str, Any],
         spec: NegotiationPolicySpec,
         report: RoundReport,
         generation: int,
     ) -> None:
-        key = f"{namespace}/{name}"
+        ref = PolicyRef(name, namespace)
+        key = ref.key
         pending = sum(
             1
             for d in self.state.decisions.values()
@@ -491,7 +515,7 @@ class Negotiator:
             "observedGeneration": generation,
             "conditions": conditions,
         }
-        await self.kube.patch_status("negotiationpolicies", namespace, name, status)
+        await self.kube.patch_status(ref.plural, namespace, name, status)
 
 
 def _event_type(emit: lifecycle.Emit) -> str:

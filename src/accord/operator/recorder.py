@@ -125,7 +125,8 @@ class Recorder:
                 "apiVersion": involved.get("apiVersion"),
                 "kind": involved.get("kind"),
                 "name": meta.get("name"),
-                "namespace": namespace,
+                # A cluster-scoped object (a ClusterNegotiationPolicy) has none; its Events go to "default".
+                "namespace": meta.get("namespace"),
                 "uid": meta.get("uid"),
             },
             "reason": reason,

@@ -16,10 +16,11 @@ from typing import Any
 
 from accord.models.agent import AgentSpec
 from accord.models.common import from_wire
-from accord.models.policy import NegotiationPolicySpec
+from accord.models.policy import ClusterNegotiationPolicySpec, NegotiationPolicySpec
 from accord.negotiation.lifecycle import Decisions
 from accord.negotiation.trust import PendingCheck, TrustState
-from accord.operator.workloads import WorkloadView, selects
+from accord.operator.scope import PolicyRef, protected_namespaces, reaches, scope_problems
+from accord.operator.workloads import WorkloadView
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,16 @@ class OperatorConfig:
     prometheus_timeout: float = 5.0
     kubeconfig: str | None = None
     agent_hosts: tuple[str, ...] = ()  # hosts external agents may be served from; empty: any
+    # Namespaces no policy reaches, besides kube-system, kube-public and kube-node-lease.
+    protected_namespaces: tuple[str, ...] = ()
+    # Whether the operator may change pod templates (placements); without, a policy with placements is Invalid.
+    placements: bool = True
+    # Whether kopf registers the webhook configurations (False: the chart owns them).
+    manage_webhook_configurations: bool = True
+
+    @property
+    def protected(self) -> frozenset[str]:
+        return protected_namespaces(self.protected_namespaces)
 
 
 @dataclass
@@ -65,7 +76,8 @@ class State:
     # workload key -> its decision state (the lifecycle's): records, stabilization history, budget
     decisions: dict[str, Decisions] = field(default_factory=dict)
     wakeups: dict[str, asyncio.Event] = field(default_factory=dict)  # policy namespace/name
-    policy_bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policy_bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # policy key (see scope.PolicyRef)
+    namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)  # only with cluster policies
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)  # workload key: one writer at a time
     policy_cache: dict[str, tuple[str, NegotiationPolicySpec | None]] = field(default_factory=dict)
 
@@ -77,20 +89,37 @@ class State:
                 event.set()
 
     def wake_for(self, workload: WorkloadView) -> None:
-        """Wake the policies that select this workload (only those whose spec parses)."""
-        for key, body in list(self.policy_bodies.items()):
-            spec = self.parsed_policy(key, body)
-            if spec is not None and selects(spec, key.split("/", 1)[0], workload):
+        """Wake the policies that select this workload (only those whose spec parses and is in scope)."""
+        for key in list(self.policy_bodies):
+            spec = self.policy(key)
+            if spec is not None and self.selects(spec, PolicyRef.from_key(key), workload):
                 self.wake(key)
 
+    def selects(self, spec: NegotiationPolicySpec, ref: PolicyRef, workload: WorkloadView) -> bool:
+        return reaches(spec, ref, workload, namespace_labels=self.namespace_labels, protected=self.config.protected)
+
+    def scope_problems(self, spec: NegotiationPolicySpec, ref: PolicyRef) -> list[str]:
+        return scope_problems(spec, ref, protected=self.config.protected, placements_allowed=self.config.placements)
+
+    def policy(self, key: str) -> NegotiationPolicySpec | None:
+        """The spec of the policy with this key, if it parses and asks for nothing it may not have."""
+        body = self.policy_bodies.get(key)
+        if body is None:
+            return None
+        spec = self.parsed_policy(key, body)
+        if spec is None or self.scope_problems(spec, PolicyRef.from_key(key)):
+            return None
+        return spec
+
     def parsed_policy(self, key: str, body: Mapping[str, Any]) -> NegotiationPolicySpec | None:
-        """The policy's spec, parsed once per resourceVersion; None while it is invalid."""
+        """The policy's spec (a ClusterNegotiationPolicySpec for a cluster key), parsed once per
+        resourceVersion; None while it is invalid."""
         version = str((body.get("metadata") or {}).get("resourceVersion", ""))
         cached = self.policy_cache.get(key)
         if cached is not None and cached[0] == version:
             return cached[1]
         try:
-            spec: NegotiationPolicySpec | None = from_wire(NegotiationPolicySpec, body.get("spec") or {})
+            spec: NegotiationPolicySpec | None = parse_policy(PolicyRef.from_key(key), body.get("spec") or {})
         except ValueError:
             spec = None
         self.policy_cache[key] = (version, spec)
@@ -99,11 +128,11 @@ class State:
     def lock(self, workload_key: str) -> asyncio.Lock:
         return self.locks.setdefault(workload_key, asyncio.Lock())
 
-    def policy(self, key: str) -> NegotiationPolicySpec | None:
-        """The live, valid spec of the policy `namespace/name`, or None."""
-        body = self.policy_bodies.get(key)
-        return None if body is None else self.parsed_policy(key, body)
-
     def trust_of(self, namespace: str, name: str) -> float:
         state = self.trust.get(f"{namespace}/{name}")
         return 1.0 if state is None else state.trust
+
+
+def parse_policy(ref: PolicyRef, spec: Any) -> NegotiationPolicySpec:
+    """The spec of a NegotiationPolicy or (for a cluster ref) a ClusterNegotiationPolicy; raises ValidationError."""
+    return from_wire(ClusterNegotiationPolicySpec if ref.cluster else NegotiationPolicySpec, spec)

@@ -71,15 +71,6 @@ def workload_view(kind: str, body: Mapping[str, Any]) -> WorkloadView:
     )
 
 
-def selects(policy: NegotiationPolicySpec, policy_namespace: str, workload: WorkloadView) -> bool:
-    namespaces = policy.namespaces or [policy_namespace]
-    if "*" not in namespaces and workload.namespace not in namespaces:
-        return False
-    if workload.kind not in {k.value for k in policy.kinds}:
-        return False
-    return policy.selector.matches(workload.labels)
-
-
 def current_placement(policy: NegotiationPolicySpec, workload: WorkloadView) -> str:
     """The pool whose nodeSelector the pod template carries (the most specific match wins)."""
     if not policy.placements:
