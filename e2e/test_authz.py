@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from accord.cluster.emulator import WorkloadEmulator
+from accord_dev.cluster.emulator import WorkloadEmulator
 from operator_process import OperatorProcess
 from providers import Cluster, wait_until
 from test_operator import (  # noqa: F401 - fixtures
