@@ -41,6 +41,7 @@ from test_operator import (  # noqa: F401 - fixtures
     policy,
     prometheus_port,
     replicas,
+    webhook_port,
 )
 
 RUN = secrets.token_hex(3)
