@@ -46,18 +46,19 @@ def series_evidence(name: str, points: Sequence[tuple[float, float]]) -> Evidenc
 
 
 @pytest.mark.parametrize(
-    ("trend", "expected"),
+    ("trend", "expected", "floor"),
     [
-        pytest.param(0.0, 5, id="steady-300"),
-        pytest.param(10.0, 9, id="rising-to-590"),
-        pytest.param(-5.0, 3, id="falling-to-155"),
+        pytest.param(0.0, 5, 4, id="steady-300"),
+        pytest.param(10.0, 9, 8, id="rising-to-590"),
+        pytest.param(-5.0, 3, 2, id="falling-to-155"),
     ],
 )
-def test_needed_pods_follow_the_demand_trend(trend: float, expected: int) -> None:
+def test_needed_pods_follow_the_demand_trend(trend: float, expected: int, floor: int) -> None:
     perf = agent()
     evidence = {"demand": demand(level=300, slope=trend)}
     assert needed(perf, evidence) == expected
-    assert perf.wishes(situation(), evidence) == (expected,)
+    # What the forecast needs, and the floor the latest sample needs at the SLO (0.7 x 1.15).
+    assert perf.wishes(situation(), evidence) == (expected, floor)
 
 
 def test_rising_demand_asks_for_more_pods_than_steady_demand() -> None:
