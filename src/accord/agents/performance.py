@@ -97,9 +97,10 @@ class PerformanceAgent(Agent[PerformanceSettings]):
     @property
     def slo_utilisation(self) -> float:
         """The utilisation above which the workload misses its objective: the setting, or by default the
-        ceiling the agent plans to at most (`targetUtilisation` plus `UPPER_ALLOWANCE`)."""
+        ceiling the agent plans to at most (`targetUtilisation` plus `UPPER_ALLOWANCE`, rounded so that
+        0.4 x 1.15 is 0.46, not the float just below it)."""
         s = self.settings
-        return s.slo_utilisation or min(1.0, s.target_utilisation * (1.0 + UPPER_ALLOWANCE))
+        return s.slo_utilisation or round(min(1.0, s.target_utilisation * (1.0 + UPPER_ALLOWANCE)), 9)
 
     def observed(
         self, situations: Sequence[Situation], evidence: Sequence[EvidenceSet], needs: Sequence[Need | None]
@@ -333,6 +334,7 @@ def pods_at(demand: Floats, capacity: float, utilisation: float) -> Ints:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         wanted = np.where(demand > 0, demand, 0.0)
         n = np.minimum(np.ceil(wanted / (capacity * utilisation)), MOST_REPLICAS)
+        n = np.where(wanted > 0, np.maximum(n, 1), 0)  # a demand too small for the quotient still needs a pod
         # The quotient rounds: step to the least count that keeps the utilisation at or below it.
         fewer = np.maximum(n - 1, 1)
         n = np.where((n > 1) & (wanted / (fewer * capacity) <= utilisation), fewer, n)
