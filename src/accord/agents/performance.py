@@ -67,6 +67,8 @@ class PerformanceAgent(Agent[PerformanceSettings]):
         # the time and the horizon (the inputs are kept with them and checked on every use).
         self._recent: dict[tuple[int, float, float], tuple[Asked, Forecast | None]] = {}
         self._prepared: dict[tuple[int, float, float], tuple[Asked, Forecast | None]] = {}
+        # What the demand observed now needs, for the last batch: asked for its wishes, then its proposals.
+        self._observed: tuple[Sequence[Situation], Sequence[EvidenceSet], Observed] | None = None
 
     def evidence_needed(self) -> tuple[EvidenceRequest, ...]:
         s = self.settings
@@ -107,6 +109,8 @@ class PerformanceAgent(Agent[PerformanceSettings]):
     ) -> Observed:
         """What the demand observed now needs, for each workload whose demand the agent knows (`needs`)
         and whose latest sample is fresh (no older than `staleAfterSeconds`); 0 pods for the others."""
+        if self._observed is not None and self._observed[0] is situations and self._observed[1] is evidence:
+            return self._observed[2]
         s = self.settings
         count = len(situations)
         demand_now = np.full(count, np.nan)
@@ -124,7 +128,9 @@ class PerformanceAgent(Agent[PerformanceSettings]):
             utilisation = np.where(demand_now > 0, demand_now / (np.maximum(ready, 0) * s.capacity_per_pod), 0.0)
         overloaded = ~np.isnan(demand_now) & (utilisation > slo)
         floor = np.where(overloaded, np.maximum(needed, current), needed)
-        return Observed(demand_now, age, slo, needed, utilisation, ready, current, floor)
+        found = Observed(demand_now, age, slo, needed, utilisation, ready, current, floor)
+        self._observed = (situations, evidence, found)
+        return found
 
     def horizon(self, interval_seconds: float) -> float:
         """Capacity asked for now serves from start-up until the next decision has started too."""

@@ -391,6 +391,9 @@ def _negotiate_batch(
         ideal_utility=ideal,
         agreed_utility=at_target,
     )
+    # Rows whose record speaks of the floor: it set the first agreement aside, or vetoes keep it out of reach.
+    first_replicas = board.replicas[np.arange(len(cases)), np.maximum(first_columns, 0)]
+    noted = ((floors.least < floors.wanted) | ((first_columns >= 0) & (first_replicas < floors.wanted))).tolist()
     given_up = ideal - at_target
     weighs_disagreement = policy.rules.require_approval.disagreement_above is not None
     outcomes = []
@@ -420,9 +423,8 @@ def _negotiate_batch(
         target = board.candidate(i, int(target_columns[i]))
         first = settled[i][2]
         gates: list[Gate] = [first] if first is not None else []
-        floor_gate = _floor_gate(negotiation, floors, i, target, int(first_columns[i]))
-        if floor_gate is not None:
-            gates.append(floor_gate)
+        if noted[i]:
+            gates.append(_floor_gate(negotiation, floors, i, target, int(first_columns[i])))
         if target != current:
             gates.extend(
                 gates_for_change(
@@ -540,12 +542,10 @@ def _hold_floor(
     )
 
 
-def _floor_gate(r: _Round, floors: _Floors, row: int, target: Candidate, first: int) -> Gate | None:
-    """What the record says of the floor: that it set aside what the agents first agreed on, or that
-    hard vetoes keep the decision below it (a person must approve going lower than the current count)."""
+def _floor_gate(r: _Round, floors: _Floors, row: int, target: Candidate, first: int) -> Gate:
+    """What the record says of the floor: that hard vetoes keep the decision below it (a person must
+    approve going lower than the current count), or that it set aside what the agents first agreed on."""
     wanted = int(floors.wanted[row])
-    if wanted <= 0:
-        return None
     why = floors.why(r.scores, row)
     if floors.forced(row):
         least = int(floors.least[row])
@@ -560,14 +560,12 @@ def _floor_gate(r: _Round, floors: _Floors, row: int, target: Candidate, first: 
                 f"{current}: every candidate above {least} replicas is vetoed ({vetoes}); a person must approve",
             )
         return Gate(FLOOR_RULE, "cap", f"{why}, but every candidate above {least} replicas is vetoed ({vetoes})")
-    if first >= 0 and int(r.board.replicas[row, first]) < wanted:
-        return Gate(
-            FLOOR_RULE,
-            "cap",
-            f"the agents agreed on {r.board.candidate(row, first)}, below {why}: fewer replicas were set aside "
-            "and they agreed again",
-        )
-    return None
+    return Gate(
+        FLOOR_RULE,
+        "cap",
+        f"the agents agreed on {r.board.candidate(row, first)}, below {why}: fewer replicas were set aside "
+        "and they agreed again",
+    )
 
 
 def _vetoes(r: _Round, row: int) -> dict[Candidate, str]:
