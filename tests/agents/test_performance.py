@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from accord.agents.base import Candidate, QueryKind
+from accord.agents.base import Board, Candidate, QueryKind
 from accord.agents.forecast import DAY, forecast_peak
 from accord.agents.performance import DEFAULT_DEMAND_QUERY, PerformanceAgent
 from accord.metrics.evidence import Evidence, EvidenceSet, Source
@@ -46,18 +46,19 @@ def series_evidence(name: str, points: Sequence[tuple[float, float]]) -> Evidenc
 
 
 @pytest.mark.parametrize(
-    ("trend", "expected"),
+    ("trend", "expected", "floor"),
     [
-        pytest.param(0.0, 5, id="steady-300"),
-        pytest.param(10.0, 9, id="rising-to-590"),
-        pytest.param(-5.0, 3, id="falling-to-155"),
+        pytest.param(0.0, 5, 4, id="steady-300"),
+        pytest.param(10.0, 9, 8, id="rising-to-590"),
+        pytest.param(-5.0, 3, 2, id="falling-to-155"),
     ],
 )
-def test_needed_pods_follow_the_demand_trend(trend: float, expected: int) -> None:
+def test_needed_pods_follow_the_demand_trend(trend: float, expected: int, floor: int) -> None:
     perf = agent()
     evidence = {"demand": demand(level=300, slope=trend)}
     assert needed(perf, evidence) == expected
-    assert perf.wishes(situation(), evidence) == (expected,)
+    # What the forecast needs, and the floor the latest sample needs at the SLO (0.7 x 1.15).
+    assert perf.wishes(situation(), evidence) == (expected, floor)
 
 
 def test_rising_demand_asks_for_more_pods_than_steady_demand() -> None:
@@ -371,3 +372,25 @@ def test_a_need_beyond_any_count_is_met_with_the_most_pods_without_overflowing()
     candidates = [Candidate(r, "standard") for r in (1, 10, 100)]
     proposal = agent().propose(situation(replicas=10), candidates, {"demand": huge})
     assert proposal.ideal == Candidate(100, "standard")
+
+
+# --- the floor the demand observed now sets -------------------------------------------------------------------------
+
+
+def test_the_floor_is_reported_per_workload_of_a_batch_from_fresh_evidence_only() -> None:
+    perf = agent(target_utilisation=0.5, slo_utilisation=0.5, stale_after_seconds=180)
+    sits = [situation(replicas=8), situation(replicas=8), situation(replicas=8), situation(replicas=8, ready=4)]
+    evidence: list[EvidenceSet] = [
+        {"demand": demand([300.0] * 29 + [900.0])},  # the latest sample, not the forecast: 900/s at 50/s a pod
+        {"demand": demand([900.0] * 30, age=181.0)},  # stale: no floor
+        {"demand": Evidence.absent("demand", Source.PROMETHEUS)},  # missing: no floor
+        {"demand": demand([250.0] * 30)},  # 5 pods would do, but 4 of 8 ready run at 62.5%: keep the 8
+    ]
+    board = Board.of([counts(*range(1, 30))] * 4, [s.current for s in sits])
+    scores = perf.propose_many(sits, board, evidence)
+    assert scores.floor is not None
+    assert scores.floor.replicas.tolist() == [18, 0, 0, 8]
+    assert "900.0/s, needs 18 pods at the SLO utilisation of 50.0%" in scores.floor.why(0)
+    assert "the 4 ready pods run at 62%, above it: no fewer than the current 8" in scores.floor.why(3)
+    assert "no decision goes below that" in scores.explain(0).rationale
+    assert "no decision goes below" not in scores.explain(1).rationale

@@ -443,6 +443,14 @@ AGENT_CASES = [
     pytest.param(A, block("performance", targetUtilisation=0), "performance.targetUtilisation", id="perf-target-0"),
     pytest.param(A, block("performance", targetUtilisation=1.5), "performance.targetUtilisation", id="perf-target-1.5"),
     pytest.param(A, block("performance", targetUtilisation=NAN), "performance.targetUtilisation", id="perf-target-nan"),
+    pytest.param(A, block("performance", sloUtilisation=0), "performance.sloUtilisation", id="perf-slo-0"),
+    pytest.param(A, block("performance", sloUtilisation=1.01), "performance.sloUtilisation", id="perf-slo-above-1"),
+    pytest.param(
+        A,
+        block("performance", targetUtilisation=0.7, sloUtilisation=0.69),
+        "sloUtilisation (0.69) must not be below targetUtilisation (0.7)",
+        id="perf-slo-below-target",
+    ),
     pytest.param(
         A, block("performance", targetUtilization=0.7), "performance.targetUtilization", id="perf-unknown-spelling"
     ),
@@ -730,6 +738,9 @@ def test_there_are_at_least_120_malformed_cases() -> None:
         pytest.param(A, block("external"), id="external"),
         pytest.param(A, compliance_window(), id="compliance-window"),
         pytest.param(A, block("performance", targetUtilisation=1.0), id="performance"),
+        pytest.param(
+            A, block("performance", targetUtilisation=0.7, sloUtilisation=0.7), id="performance-slo-at-target"
+        ),
         pytest.param(A, block("security", minZonesDuringSignal=64), id="security"),
         pytest.param(Negotiation, negotiation(proposals=[proposal()]), id="negotiation"),
         pytest.param(Agent, {"spec": {"type": "cost"}}, id="agent-object"),

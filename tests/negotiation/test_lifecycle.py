@@ -531,3 +531,16 @@ def test_a_decision_that_failed_is_tried_again_on_its_own_record() -> None:
     assert execute.command.record == write.record.name
     _, other = decide_with(policy(), failed.state, current=4, want=7, now=NOW + 30)
     assert kinds(other) == ["Write", "Execute"]  # a different decision gets its own record
+
+
+def test_audit_mode_proposals_are_bounded_by_the_history_limit() -> None:
+    """Audit mode's records stay Proposed forever: only the newest is kept beyond the limit."""
+    spec = policy(mode="audit", historyLimit=3)
+    state = Decisions()
+    for i in range(12):
+        _, step = decide_with(spec, state, current=4, want=5 + i % 6, now=NOW + 30 * i)
+        state = step.state
+    assert len(state.records) == 3
+    assert {r.phase for r in state.records} == {Phase.PROPOSED}
+    assert state.latest is not None
+    assert state.latest.created == NOW + 30 * 11

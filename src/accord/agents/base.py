@@ -258,13 +258,28 @@ class Explanation:
 
 
 @dataclass(frozen=True, slots=True)
+class Floor:
+    """Replicas no decision may take a workload below, from evidence of what is happening now.
+
+    `replicas[i]` is row i's floor (0 where the agent has none); `why(row)` says what it rests on.
+    It is evidence, not a preference: the engine applies it before any weight or trust counts
+    (trust weighs an agent's predictions; it never silences what is observed now), and only a
+    hard veto can take a decision below it, with a person's approval.
+    """
+
+    replicas: Ints
+    why: Callable[[int], str]
+
+
+@dataclass(frozen=True, slots=True)
 class Scores:
     """An agent's proposals for every row of a board, as arrays.
 
     `utilities` holds NaN where the agent gives no utility (a vetoed cell, padding). The words are
     written when someone reads them (a record, the trust bookkeeping), not while deciding:
     `explain(row)` gives a row's rationale, evidence and prediction, `why(row, column)` the reason
-    for a vetoed cell, `predict(row)` the prediction alone.
+    for a vetoed cell, `predict(row)` the prediction alone. `floor`, when the agent observes one, is
+    the fewest replicas what is happening now needs (`Floor`).
     """
 
     utilities: Floats
@@ -275,6 +290,7 @@ class Scores:
     predict: Callable[[int], Prediction | None]
     metrics_missing: Flags
     dropped: Sequence[str | None]
+    floor: Floor | None = None
 
     @classmethod
     def of_proposals(cls, board: Board, proposals: Sequence[Proposal]) -> Scores:

@@ -7,6 +7,12 @@ peak at or below the target utilisation, and the upper bound of the forecast at 
 target plus `UPPER_ALLOWANCE` (the headroom a target leaves is there for exactly such misses).
 Each candidate is scored by the utilisation it would run at. Confidence falls with stale, thin
 or noisy data.
+
+Besides its forecast, the agent reports what the demand observed now needs (`Floor`): the fewest
+pods that serve the latest fresh demand sample at the SLO utilisation (`sloUtilisation`), and no
+fewer than the current count while the ready pods run above it. That is evidence, not a forecast:
+the engine holds every decision at or above it whatever the agent's weight or trust, so a surge the
+forecast missed cannot be negotiated away by an agent that prefers fewer pods.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from accord.agents.base import (
     Board,
     EvidenceRequest,
     Explanation,
+    Floats,
+    Floor,
+    Ints,
     Prediction,
     QueryKind,
     Scores,
@@ -58,6 +67,8 @@ class PerformanceAgent(Agent[PerformanceSettings]):
         # the time and the horizon (the inputs are kept with them and checked on every use).
         self._recent: dict[tuple[int, float, float], tuple[Asked, Forecast | None]] = {}
         self._prepared: dict[tuple[int, float, float], tuple[Asked, Forecast | None]] = {}
+        # What the demand observed now needs, for the last batch: asked for its wishes, then its proposals.
+        self._observed: tuple[Sequence[Situation], Sequence[EvidenceSet], Observed] | None = None
 
     def evidence_needed(self) -> tuple[EvidenceRequest, ...]:
         s = self.settings
@@ -84,6 +95,42 @@ class PerformanceAgent(Agent[PerformanceSettings]):
         if s.latency_query:
             requests.append(EvidenceRequest(name="latency", query=s.latency_query))
         return tuple(requests)
+
+    @property
+    def slo_utilisation(self) -> float:
+        """The utilisation above which the workload misses its objective: the setting, or by default the
+        ceiling the agent plans to at most (`targetUtilisation` plus `UPPER_ALLOWANCE`, rounded so that
+        0.4 x 1.15 is 0.46, not the float just below it)."""
+        s = self.settings
+        return s.slo_utilisation or round(min(1.0, s.target_utilisation * (1.0 + UPPER_ALLOWANCE)), 9)
+
+    def observed(
+        self, situations: Sequence[Situation], evidence: Sequence[EvidenceSet], needs: Sequence[Need | None]
+    ) -> Observed:
+        """What the demand observed now needs, for each workload whose demand the agent knows (`needs`)
+        and whose latest sample is fresh (no older than `staleAfterSeconds`); 0 pods for the others."""
+        if self._observed is not None and self._observed[0] is situations and self._observed[1] is evidence:
+            return self._observed[2]
+        s = self.settings
+        count = len(situations)
+        demand_now = np.full(count, np.nan)
+        age = np.full(count, np.nan)
+        for i, (sit, ev, need) in enumerate(zip(situations, evidence, needs, strict=True)):
+            demand = ev.get("demand") if need is not None else None
+            seen = None if demand is None else demand.age(sit.now)
+            if demand is not None and demand.value is not None and seen is not None and seen <= s.stale_after_seconds:
+                demand_now[i], age[i] = demand.value, seen
+        ready = np.fromiter((sit.ready_replicas for sit in situations), np.int64, count)
+        current = np.fromiter((sit.current.replicas for sit in situations), np.int64, count)
+        slo = self.slo_utilisation
+        needed = pods_at(demand_now, s.capacity_per_pod, slo)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            utilisation = np.where(demand_now > 0, demand_now / (np.maximum(ready, 0) * s.capacity_per_pod), 0.0)
+        overloaded = ~np.isnan(demand_now) & (utilisation > slo)
+        floor = np.where(overloaded, np.maximum(needed, current), needed)
+        found = Observed(demand_now, age, slo, needed, utilisation, ready, current, floor)
+        self._observed = (situations, evidence, found)
+        return found
 
     def horizon(self, interval_seconds: float) -> float:
         """Capacity asked for now serves from start-up until the next decision has started too."""
@@ -157,11 +204,17 @@ class PerformanceAgent(Agent[PerformanceSettings]):
         return None
 
     def wishes_many(self, situations: Sequence[Situation], evidence: Sequence[EvidenceSet]) -> list[tuple[int, ...]]:
-        return [() if n is None else (n.replicas,) for n in self.needs(situations, evidence)]
+        needs = self.needs(situations, evidence)
+        floors = self.observed(situations, evidence, needs).floor.tolist()
+        return [
+            () if n is None else (n.replicas,) if floor in (0, n.replicas) else (n.replicas, floor)
+            for n, floor in zip(needs, floors, strict=True)
+        ]
 
     def propose_many(self, situations: Sequence[Situation], board: Board, evidence: Sequence[EvidenceSet]) -> Scores:
         s = self.settings
         needs = self.needs(situations, evidence)
+        observed = self.observed(situations, evidence, needs)
         count = len(situations)
         known = np.array([n is not None for n in needs], dtype=np.bool_)
         needed = np.array([0 if n is None else min(n.replicas, MOST_REPLICAS) for n in needs], dtype=np.int64)
@@ -195,6 +248,8 @@ class PerformanceAgent(Agent[PerformanceSettings]):
             top = int(most[row])
             if top < need.replicas:
                 why += f"; at most {top} pods can be asked for now: the most on the table is the best there is"
+            if observed.floor[row] > 0:
+                why += f"; {observed.reason(row)}: no decision goes below that"
             return Explanation(why, used, predict(row))
 
         def predict(row: int) -> Prediction | None:
@@ -210,6 +265,7 @@ class PerformanceAgent(Agent[PerformanceSettings]):
             predict=predict,
             metrics_missing=~known,
             dropped=[None] * count,
+            floor=Floor(observed.floor, observed.reason),
         )
 
 
@@ -244,6 +300,53 @@ class Need:
             target = s.latency_target_seconds or 0.0
             why += f"; latency {observed * 1000:.0f}ms is above its {target * 1000:.0f}ms target: {needed} pods"
         return why
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """What the demand observed now needs, per workload (NaN demand: none fresh, and a floor of 0).
+
+    `needed` pods serve `demand` at `slo` utilisation; `utilisation` is the demand over the ready
+    pods' capacity; `floor` is `needed`, or the current count if higher while utilisation is above
+    `slo`.
+    """
+
+    demand: Floats
+    age: Floats
+    slo: float
+    needed: Ints
+    utilisation: Floats
+    ready: Ints
+    current: Ints
+    floor: Ints
+
+    def reason(self, row: int) -> str:
+        if np.isnan(self.demand[row]):
+            return "no fresh demand sample: no floor"
+        why = (
+            f"demand observed {float(self.age[row]):.0f}s ago, {float(self.demand[row]):.1f}/s, needs "
+            f"{int(self.needed[row])} pods at the SLO utilisation of {self.slo:.1%}"
+        )
+        if self.floor[row] > self.needed[row]:
+            u = float(self.utilisation[row])
+            busy = "no pod is ready" if math.isinf(u) else f"the {int(self.ready[row])} ready pods run at {u:.0%}"
+            why += f", and {busy}, above it: no fewer than the current {int(self.current[row])}"
+        return why
+
+
+def pods_at(demand: Floats, capacity: float, utilisation: float) -> Ints:
+    """The fewest pods that serve each demand at no more than `utilisation` each: the least n with
+    demand / (n x capacity) <= utilisation, as the utilisation is computed (0 for no demand or NaN)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        wanted = np.where(demand > 0, demand, 0.0)
+        n = np.minimum(np.ceil(wanted / (capacity * utilisation)), MOST_REPLICAS)
+        n = np.where(wanted > 0, np.maximum(n, 1), 0)  # a demand too small for the quotient still needs a pod
+        # The quotient rounds: step to the least count that keeps the utilisation at or below it.
+        fewer = np.maximum(n - 1, 1)
+        n = np.where((n > 1) & (wanted / (fewer * capacity) <= utilisation), fewer, n)
+        n = np.where((n >= 1) & (n < MOST_REPLICAS) & (wanted / (np.maximum(n, 1) * capacity) > utilisation), n + 1, n)
+    found: Ints = n.astype(np.int64)
+    return found
 
 
 def _no_veto(row: int, column: int) -> str:

@@ -6,7 +6,7 @@ them and the models layer may not import the agents layer; each agent module re-
 
 from __future__ import annotations
 
-from pydantic import Field, HttpUrl, field_validator
+from pydantic import Field, HttpUrl, field_validator, model_validator
 
 from accord.models.common import Fraction, LabelSelector, Model, ReplicaCount, SecretKeyRef
 from accord.models.schedule import FreezeWindow
@@ -23,6 +23,16 @@ class PerformanceSettings(Model):
         gt=0,
         le=1e9,
         description="Requests per second one ready pod serves at full utilisation.",
+    )
+    slo_utilisation: float | None = Field(
+        default=None,
+        gt=0.05,
+        le=1.0,
+        description="Utilisation per ready pod above which the workload misses its objective. The demand "
+        "observed now sets a floor at this utilisation that no decision goes below, whatever the agent's "
+        "weight or trust (only a hard veto can, and then a person must approve); while observed "
+        "utilisation is above it, no decision goes below the current replicas either. Default: "
+        "targetUtilisation x 1.15, the ceiling the agent plans to at most.",
     )
     latency_target_seconds: float | None = Field(
         default=None,
@@ -56,6 +66,15 @@ class PerformanceSettings(Model):
     latency_query: str | None = Field(
         default=None, max_length=4096, description="PromQL for the workload's latency in seconds."
     )
+
+    @model_validator(mode="after")
+    def _slo_above_target(self) -> PerformanceSettings:
+        if self.slo_utilisation is not None and self.slo_utilisation < self.target_utilisation:
+            raise ValueError(
+                f"sloUtilisation ({self.slo_utilisation}) must not be below targetUtilisation "
+                f"({self.target_utilisation}): the agent would aim to miss its own objective"
+            )
+        return self
 
 
 class CostSettings(Model):

@@ -6,6 +6,14 @@ workload that says what to do (or, explicitly, nothing), why, what each agent pr
 conceded, and whether a person must approve. `negotiate` is the same for one workload. It does no
 I/O and reads no clock: `situation.now` is the time. The work is done on arrays over all the
 workloads at once; only the policy's rules run per workload.
+
+What an agent observes now (the performance agent: the pods the latest demand needs at the SLO
+utilisation, `Scores.floor`) is a floor no protocol, weight or trust can negotiate away: no
+decision goes below it, or below the current count when that is lower (a scale-up may still be
+held back by the step limit or a rule, never turned into a scale-down). Only when every candidate
+at or above it is vetoed (a budget, a compliance rule) does a decision go below, as little as the
+vetoes allow, with the reason recorded as an `observedDemandFloor` gate that needs a person's
+approval.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from itertools import chain
 import numpy as np
 
 from accord.agents.base import (
+    INT_MIN,
     Agent,
     Board,
     Candidate,
@@ -119,7 +128,9 @@ class _Round:
 
 class Outcome:
     """One workload's decision: what to do (or, explicitly, nothing), why, and whether a person must
-    approve; and, read on demand, every candidate, what each agent proposed and conceded."""
+    approve; and, read on demand, every candidate, what each agent proposed and conceded. `floor` is
+    the fewest replicas the demand observed now needs, within the bounds and step limits (None
+    without fresh evidence of it)."""
 
     __slots__ = (
         "_round",
@@ -127,6 +138,7 @@ class Outcome:
         "agreed",
         "confidence",
         "current",
+        "floor",
         "gates",
         "protocol",
         "reason",
@@ -149,10 +161,11 @@ class Outcome:
         recommendation: int | None,
         negotiation: _Round,
         row: int,
+        floor: int | None = None,
     ) -> None:
         self.verdict, self.current, self.target, self.agreed = verdict, current, target, agreed
         self.protocol, self.reason, self.confidence = protocol, reason, confidence
-        self.gates, self.recommendation = gates, recommendation
+        self.gates, self.recommendation, self.floor = gates, recommendation, floor
         self._round, self._row = negotiation, row
 
     def __repr__(self) -> str:
@@ -183,14 +196,7 @@ class Outcome:
     @property
     def vetoed(self) -> Mapping[Candidate, str]:
         """Each vetoed candidate with the first reason: the budget's, then each agent's in seat order."""
-        r, row = self._round, self._row
-        candidates = self.candidates
-        found = {candidates[j]: "over the policy's budget" for j in np.flatnonzero(r.over_budget[row]).tolist()}
-        for k, seat in enumerate(r.seats):
-            if seat.may_veto and r.scores[k].dropped[row] is None:
-                for j in np.flatnonzero(r.scores[k].vetoed[row, : len(candidates)]).tolist():
-                    found.setdefault(candidates[j], f"{seat.name}: {r.scores[k].why(row, j)}")
-        return found
+        return _vetoes(self._round, self._row)
 
     @property
     def proposals(self) -> tuple[Proposal, ...]:
@@ -334,30 +340,42 @@ def _negotiate_batch(
         votes=voting,
         utilities=utilities,
     )
+    floors = _floors(board, scores, voting, feasible)
     agreements = agree_board(policy.protocol, board, feasible, ballot, tolerance=policy.lexicographic_tolerance)
+    first_columns = agreements.columns
+    agreements = _hold_floor(policy, board, floors, ballot, agreements)
     unmeasured = np.array([s.metrics_missing for s in scores], dtype=np.bool_).reshape(voting.shape)
     missing: Flags = np.any(voting & unmeasured, axis=0)
     rows = range(len(cases))
     agreed_columns = agreements.columns.tolist()
+    least = floors.least.tolist()
     settled: list[tuple[int, str, Gate | None]] = []
     for i in rows:
         column = agreed_columns[i]
         current = situations[i].current
         if column < 0:
             settled.append((current.replicas, current.placement, None))
-        elif missing[i]:
+            continue
+        gate: Gate | None
+        if missing[i]:
             replicas, gate = missing_metrics_target(policy.rules.missing_metrics, current.replicas)
-            settled.append((replicas, current.placement, gate))
+            placement = current.placement
         else:
             agreed = board.candidate(i, column)
-            replicas, cap = stabilize(
+            replicas, gate = stabilize(
                 agreed=agreed.replicas,
                 current=current.replicas,
                 now=situations[i].now,
                 bounds=policy.bounds,
                 history=cases[i].history,
             )
-            settled.append((replicas, agreed.placement, cap))
+            placement = agreed.placement
+        if replicas < least[i]:  # a rule's cap, never a hold, would take it below the floor
+            if gate is not None and gate.effect == "cap":
+                gate = Gate(FLOOR_RULE, "cap", f"{gate.message}; raised to {least[i]}: {floors.why(scores, i)}")
+            replicas = least[i]
+        settled.append((replicas, placement, gate))
+    feasible = floors.kept
     target_columns = _nearest(board, feasible, [r for r, _, _ in settled], [p for _, p, _ in settled])
     at_target = utilities[:, np.arange(len(cases)), np.maximum(target_columns, 0)]
     ideal = np.where(feasible[None], utilities, -np.inf).max(axis=2, initial=-np.inf)
@@ -373,6 +391,9 @@ def _negotiate_batch(
         ideal_utility=ideal,
         agreed_utility=at_target,
     )
+    # Rows whose record speaks of the floor: it set the first agreement aside, or vetoes keep it out of reach.
+    first_replicas = board.replicas[np.arange(len(cases)), np.maximum(first_columns, 0)]
+    noted = ((floors.least < floors.wanted) | ((first_columns >= 0) & (first_replicas < floors.wanted))).tolist()
     given_up = ideal - at_target
     weighs_disagreement = policy.rules.require_approval.disagreement_above is not None
     outcomes = []
@@ -394,6 +415,7 @@ def _negotiate_batch(
                     recommendation=None,
                     negotiation=negotiation,
                     row=i,
+                    floor=floors.floor(i),
                 )
             )
             continue
@@ -401,6 +423,8 @@ def _negotiate_batch(
         target = board.candidate(i, int(target_columns[i]))
         first = settled[i][2]
         gates: list[Gate] = [first] if first is not None else []
+        if noted[i]:
+            gates.append(_floor_gate(negotiation, floors, i, target, int(first_columns[i])))
         if target != current:
             gates.extend(
                 gates_for_change(
@@ -430,6 +454,7 @@ def _negotiate_batch(
                 recommendation=None if missing[i] else agreed.replicas,
                 negotiation=negotiation,
                 row=i,
+                floor=floors.floor(i),
             )
         )
         log.debug(
@@ -442,6 +467,116 @@ def _negotiate_batch(
             reason,
         )
     return outcomes
+
+
+FLOOR_RULE = "observedDemandFloor"
+
+
+@dataclass(frozen=True, slots=True)
+class _Floors:
+    """Each row's observed floor (`Scores.floor`), and what it leaves of the feasible cells.
+
+    `wanted`: the highest floor of any agent with a say, whatever its weight or trust, within the
+    row's candidates (the bounds and step limits); 0 where none. `least`: the fewest replicas a
+    decision may have, `wanted` or, where every cell at or above it is vetoed, the most the vetoes
+    allow. `kept`: the feasible cells at or above `least`. `source`: whose floor it is (-1: none).
+    """
+
+    wanted: Ints
+    least: Ints
+    kept: Flags
+    source: Ints
+
+    def floor(self, row: int) -> int | None:
+        wanted = int(self.wanted[row])
+        return wanted if wanted > 0 else None
+
+    def forced(self, row: int) -> bool:
+        return bool(self.least[row] < self.wanted[row])
+
+    def why(self, scores: Sequence[Scores], row: int) -> str:
+        seat = int(self.source[row])
+        floor = scores[seat].floor if seat >= 0 else None
+        return f"at least {int(self.wanted[row])}: " + (floor.why(row) if floor is not None else "observed")
+
+
+def _floors(board: Board, scores: Sequence[Scores], voting: Flags, feasible: Flags) -> _Floors:
+    count = len(board)
+    floors = np.zeros(count, dtype=np.int64)
+    source = np.full(count, -1, dtype=np.int64)
+    for k, s in enumerate(scores):
+        if s.floor is not None:
+            mine = np.where(voting[k], s.floor.replicas, 0)
+            higher = mine > floors
+            floors, source = np.where(higher, mine, floors), np.where(higher, k, source)
+    most = np.where(board.valid, board.replicas, INT_MIN).max(axis=1, initial=INT_MIN)
+    wanted = np.where(floors > 0, np.maximum(np.minimum(floors, most), 0), 0)
+    reach = np.where(feasible, board.replicas, INT_MIN).max(axis=1, initial=INT_MIN)
+    # A row with nothing feasible is an impasse whatever the floor: nothing to hold there.
+    least = np.where(reach >= 0, np.minimum(wanted, reach), 0)
+    kept: Flags = feasible & (board.replicas >= least[:, None])
+    return _Floors(wanted, least, kept, source)
+
+
+def _hold_floor(
+    policy: NegotiationPolicySpec, board: Board, floors: _Floors, ballot: Ballot, agreed: Agreements
+) -> Agreements:
+    """The agreements, where one went below its row's floor made again among the cells the floor keeps.
+
+    Agreeing first on every feasible cell and again only where the floor binds costs a second
+    round only on those rows, and lets the record say what the agents would have done without it.
+    """
+    columns = agreed.columns
+    rows = np.arange(len(board))
+    bound = (columns >= 0) & (board.replicas[rows, np.maximum(columns, 0)] < floors.least)
+    if not bound.any():
+        return agreed
+    again = agree_board(
+        policy.protocol, board, floors.kept & bound[:, None], ballot, tolerance=policy.lexicographic_tolerance
+    )
+    which = bound.tolist()
+    return Agreements(
+        np.where(bound, again.columns, columns),
+        [a if b else c for a, c, b in zip(again.rounds, agreed.rounds, which, strict=True)],
+        [a if b else c for a, c, b in zip(again.notes, agreed.notes, which, strict=True)],
+    )
+
+
+def _floor_gate(r: _Round, floors: _Floors, row: int, target: Candidate, first: int) -> Gate:
+    """What the record says of the floor: that hard vetoes keep the decision below it (a person must
+    approve going lower than the current count), or that it set aside what the agents first agreed on."""
+    wanted = int(floors.wanted[row])
+    why = floors.why(r.scores, row)
+    if floors.forced(row):
+        least = int(floors.least[row])
+        reasons = list(dict.fromkeys(v for c, v in _vetoes(r, row).items() if c.replicas > least))
+        vetoes = "; ".join(reasons[:3]) + ("; ..." if len(reasons) > 3 else "")
+        current = int(r.board.current_replicas[row])
+        if target.replicas < min(current, wanted):
+            return Gate(
+                FLOOR_RULE,
+                "approval",
+                f"{target} is below what the demand observed now needs ({why}), and below the current "
+                f"{current}: every candidate above {least} replicas is vetoed ({vetoes}); a person must approve",
+            )
+        return Gate(FLOOR_RULE, "cap", f"{why}, but every candidate above {least} replicas is vetoed ({vetoes})")
+    return Gate(
+        FLOOR_RULE,
+        "cap",
+        f"the agents agreed on {r.board.candidate(row, first)}, below {why}: fewer replicas were set aside "
+        "and they agreed again",
+    )
+
+
+def _vetoes(r: _Round, row: int) -> dict[Candidate, str]:
+    """Each vetoed candidate of a row with the first reason: the budget's, then each agent's in seat order."""
+    candidates = r.board.candidates(row)
+    found = {candidates[j]: "over the policy's budget" for j in np.flatnonzero(r.over_budget[row]).tolist()}
+    for k, seat in enumerate(r.seats):
+        if seat.may_veto and r.scores[k].dropped[row] is None:
+            for j in np.flatnonzero(r.scores[k].vetoed[row, : len(candidates)]).tolist():
+                found.setdefault(candidates[j], f"{seat.name}: {r.scores[k].why(row, j)}")
+    return found
 
 
 def _over_budget(policy: NegotiationPolicySpec, board: Board, situations: Sequence[Situation]) -> Flags:

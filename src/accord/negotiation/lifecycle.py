@@ -31,9 +31,7 @@ from accord.negotiation.engine import Outcome
 from accord.negotiation.record import build_record
 from accord.negotiation.rules import History, close_enough
 
-# Records the history limit never deletes: they still wait for a person or for the executor.
-KEEP = frozenset({Phase.PENDING_APPROVAL, Phase.APPROVED, Phase.PROPOSED})
-# Phases a person's decision can still act on.
+# Phases a person's decision can still act on: the history limit never deletes them.
 OPEN = frozenset({Phase.PENDING_APPROVAL, Phase.APPROVED})
 # A decision the executor could not carry out; the same decision again is retried on the same record.
 RETRY = frozenset({Phase.PROPOSED, Phase.FAILED})
@@ -694,7 +692,9 @@ def _written(state: Decisions, write: Write, *more: Intent, policy: NegotiationP
     intents: list[Intent] = [write, *more]
     newest_first = sorted(state.records, key=lambda r: (r.created, r.name), reverse=True)
     for record in newest_first[policy.history_limit :]:
-        if record.phase in KEEP:
+        # A Proposed record is resumed only while it is a workload's newest (the retry of the same
+        # decision); an older one (audit mode's proposals, an abandoned attempt) is history like any other.
+        if record.phase in OPEN:
             continue
         if record.applied_at is not None and record.applied_at >= now - BUDGET_WINDOW:
             continue
