@@ -126,6 +126,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level, args.log_format)
     logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.getLogger().level))
     config = OperatorConfig(
+        leader_election=args.leader_election,
+        lease_namespace=args.lease_namespace,
+        lease_name=args.lease_name,
         prometheus_url=args.prometheus_url,
         namespaces=namespaces,
         metrics_host=args.metrics_host,
@@ -260,6 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="a host external agents may be served from (repeatable; `*.example.com` for any name under a "
         "domain); with none set, any host. An Agent whose URL names another host is marked invalid",
     )
+    run.add_argument(
+        "--no-leader-election",
+        dest="leader_election",
+        action="store_false",
+        help="write without holding the Lease (only where no other operator can run at the same time)",
+    )
+    run.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE") or "default",
+        help="namespace of the Lease whose holder alone writes (default: $POD_NAMESPACE, else default)",
+    )
+    run.add_argument("--lease-name", default="accord", help="name of that Lease (default: accord)")
     run.add_argument("--peering", action="store_true", help="coordinate replicas through kopf peering")
     run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
     run.add_argument(

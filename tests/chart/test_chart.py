@@ -226,6 +226,14 @@ ARGS: dict[str, tuple[set[str], set[str]]] = {
 }
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_every_replica_writes_only_while_it_holds_the_release_lease(case: str) -> None:
+    args = container(rendered(case))["args"]
+    assert f"--lease-namespace={NAMESPACE}" in args
+    assert f"--lease-name={RELEASE}" in args
+    assert "--no-leader-election" not in args
+
+
 @pytest.mark.parametrize("case", sorted(ARGS))
 def test_accord_run_flags(case: str) -> None:
     present, absent = ARGS[case]
@@ -294,6 +302,9 @@ def expected_grants(case: str) -> set[tuple[str, str, str, str, tuple[str, ...]]
             for where in scopes
             for v, n in (("list", ()), ("watch", ()), ("get", ("accord",)), ("patch", ("accord",)))
         }
+    # Leadership: the Lease in the release's namespace, named after the release.
+    held |= {(NAMESPACE, "coordination.k8s.io", "leases", "create", ())}
+    held |= {(NAMESPACE, "coordination.k8s.io", "leases", v, (RELEASE,)) for v in ("get", "update")}
     secrets = (values.get("rbac") or {}).get("externalAgentSecrets") or {}
     for namespace in secrets.get("namespaces", []):
         held.add((namespace, "", "secrets", "get", tuple(secrets.get("names", []))))

@@ -584,15 +584,18 @@ def revalidate(
 
 
 # -- persistence: the state rebuilt from the records and the workload --------------------------------
-def observe(state: Decisions, record: Record, *, deleted: bool = False, now: float) -> Decisions:
+def observe(state: Decisions, record: Record, *, deleted: bool = False, now: float, follow: bool = False) -> Decisions:
     """A record seen by a watch (or listed after a start). Records this lifecycle wrote are its own:
-    it knows their phases better than a late event does; unknown ones are taken as they are, and an
-    applied one counts against the change budget (once)."""
+    it knows their phases better than a late event does, unless it `follow`s another operator that
+    writes them now. Unknown ones are taken as they are, and an applied one counts against the
+    change budget (once)."""
     if deleted:
         return state.without(record.name)
     known = state.find(record.name)
-    if known is not None:
+    if known is not None and not follow:
         return state
+    if known is not None and known.applied_at is not None:
+        return state.put(replace(record, applied_at=known.applied_at))  # counted when it was first seen applied
     history = state.history
     applied = record.applied_at
     if applied is not None and applied >= now - BUDGET_WINDOW:  # an unknown record was never counted here

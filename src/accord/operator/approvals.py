@@ -17,7 +17,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from accord.models.common import from_wire
+from accord.models.common import GROUP, VERSION, from_wire
 from accord.models.negotiation import NegotiationSpec, Phase
 from accord.negotiation import lifecycle
 from accord.operator.loop import Negotiator
@@ -101,9 +101,12 @@ def stamp(body: Mapping[str, Any], old: Mapping[str, Any] | None, userinfo: Mapp
     }
 
 
-def track(state: State, body: Mapping[str, Any], *, deleted: bool = False, now: float) -> NegotiationSpec | None:
+def track(
+    state: State, body: Mapping[str, Any], *, deleted: bool = False, now: float, follow: bool = False
+) -> NegotiationSpec | None:
     """A Negotiation seen by the watch, folded into its workload's decision state (so the state is
-    rebuilt from the records after a restart)."""
+    rebuilt from the records after a restart). `follow`: another operator writes the records now, so
+    what the watch shows of a known record is newer than what this one remembers."""
     meta = body.get("metadata") or {}
     try:
         spec = from_wire(NegotiationSpec, body.get("spec") or {})
@@ -116,7 +119,7 @@ def track(state: State, body: Mapping[str, Any], *, deleted: bool = False, now: 
         name=str(meta.get("name", "")), spec=spec, status=body.get("status") or {}, parse_time=parse_moment
     )
     state.decisions[key] = lifecycle.observe(
-        state.decisions.get(key, lifecycle.Decisions()), record, deleted=deleted, now=now
+        state.decisions.get(key, lifecycle.Decisions()), record, deleted=deleted, now=now, follow=follow
     )
     return spec
 
@@ -135,6 +138,8 @@ async def act_on_approval(negotiator: Negotiator, body: Mapping[str, Any], *, we
         return
     namespace, name = meta["namespace"], meta["name"]
     key = f"{spec.workload.kind}/{spec.workload.namespace}/{spec.workload.name}"
+    if negotiator.following:
+        return  # the holder of the Lease carries it out
     async with state.lock(key):
         # Events can arrive late and twice (our own status patch is one): act on the object as it is now.
         try:
@@ -168,3 +173,25 @@ async def act_on_approval(negotiator: Negotiator, body: Mapping[str, Any], *, we
             decisions, name, approval, policy=policy, workload=spec.workload, fingerprint=fingerprint, now=now
         )
         await negotiator.carry_out(key, step, workload=spec.workload, now=now)
+
+
+async def resume(negotiator: Negotiator, *, webhook: bool) -> None:
+    """On taking the Lease: carry out the approvals given while this operator did not write (another
+    held the Lease, or none did while this one started). Each is re-read and checked as any other."""
+    config = negotiator.state.config
+    kube = negotiator.kube
+    if config.namespaces:
+        found = [n for ns in config.namespaces for n in await kube.list_custom("negotiations", ns)]
+    else:
+        listed = await kube.call(
+            "list negotiations", kube.custom.list_cluster_custom_object, GROUP, VERSION, "negotiations"
+        )
+        found = list(listed.get("items", []))
+    for body in found:
+        if _annotations(body).get(APPROVAL) in DECISIONS:
+            try:
+                await act_on_approval(negotiator, body, webhook=webhook)
+            except Exception:
+                log.warning(
+                    "could not carry out the approval of %s", (body.get("metadata") or {}).get("name"), exc_info=True
+                )

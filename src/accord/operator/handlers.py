@@ -9,8 +9,12 @@ runs that policy's rounds.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import secrets
+import socket
 import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +29,7 @@ from accord.models.errors import describe_validation_error
 from accord.negotiation.trust import TrustState
 from accord.operator import approvals, observability
 from accord.operator.kube import Kube
+from accord.operator.leadership import Leadership
 from accord.operator.loop import Negotiator
 from accord.operator.recorder import condition, merge_conditions
 from accord.operator.state import AgentEntry, OperatorConfig, State
@@ -49,6 +54,16 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     memo["state"] = state
     memo["negotiator"] = Negotiator(kube, state, health)
     memo["metrics_runner"] = await observability.serve(health, config.metrics_host, config.metrics_port)
+    if config.leader_election:
+        _lead(
+            memo,
+            Leadership(
+                kube,
+                namespace=config.lease_namespace,
+                name=config.lease_name,
+                identity=os.environ.get("POD_ID") or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}",
+            ),
+        )
     settings.posting.level = logging.WARNING
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -86,8 +101,33 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     )
 
 
+def _lead(memo: Any, leader: Leadership) -> None:
+    """Hold (or wait for) the Lease in the background; on taking it, decide and act at once, and carry
+    out approvals given while another operator held it."""
+    negotiator: Negotiator = memo["negotiator"]
+    negotiator.leader = leader
+    tasks: set[asyncio.Task[None]] = set()
+
+    def changed(held: bool) -> None:
+        if held:
+            task = asyncio.create_task(approvals.resume(negotiator, webhook=negotiator.state.config.webhook))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            negotiator.state.wake()
+
+    leader.on_change = changed
+    stop = asyncio.Event()
+    memo["leader_stop"] = stop
+    memo["leader_task"] = asyncio.create_task(leader.run(stop))
+
+
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
+    stop, task = memo.get("leader_stop"), memo.get("leader_task")
+    if stop is not None and task is not None:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, timeout=5.0)  # gives the Lease up for the next holder
     negotiator = memo.get("negotiator")
     if negotiator is not None and negotiator.session is not None:
         await negotiator.session.close()
@@ -312,6 +352,9 @@ async def policy_daemon(
 @kopf.on.event(GROUP, VERSION, "negotiations")
 async def negotiation_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
     state: State = memo["state"]
-    approvals.track(state, body, deleted=event.get("type") == "DELETED", now=_negotiator(memo).clock())
+    negotiator = _negotiator(memo)
+    approvals.track(
+        state, body, deleted=event.get("type") == "DELETED", now=negotiator.clock(), follow=negotiator.following
+    )
     if event.get("type") != "DELETED":
         await approvals.act_on_approval(_negotiator(memo), body, webhook=state.config.webhook)

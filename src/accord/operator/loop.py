@@ -39,6 +39,7 @@ from accord.operator import observability
 from accord.operator.executor import Executor
 from accord.operator.gather import gather, read_secret
 from accord.operator.kube import Kube
+from accord.operator.leadership import Leadership
 from accord.operator.recorder import (
     Recorder,
     condition,
@@ -54,6 +55,7 @@ from accord.operator.workloads import WorkloadView, current_placement, pools
 log = logging.getLogger(__name__)
 
 MIN_ROUND_GAP = 3.0
+FOLLOWER_GAP = 3.0
 
 
 Result = TypeVar("Result")
@@ -85,6 +87,7 @@ class Negotiator:
         self.recorder = Recorder(kube)
         self.executor = Executor(kube, stamp=state.config.placements)
         self.clock: Callable[[], float] = time.time
+        self.leader: Leadership | None = None  # None: this operator writes without holding a Lease
         url = state.config.prometheus_url
         self.prometheus = PrometheusSource(url, timeout=state.config.prometheus_timeout) if url else None
         self.session: aiohttp.ClientSession | None = None
@@ -92,6 +95,16 @@ class Negotiator:
         self.last_proposals: dict[str, dict[str, Any]] = {}
         self.reported: dict[str, str] = {}  # policy key -> last invalid message, to post one Event per change
         self.agent_namespaces: dict[str, str] = {}  # policy key -> namespace of its Agents
+
+    def fence(self) -> None:
+        """Right before a write: only the holder of the Lease writes (`leadership.NotLeader` otherwise)."""
+        if self.leader is not None:
+            self.leader.fence()
+
+    @property
+    def following(self) -> bool:
+        """Another operator writes now: this one follows what the watches show of its records."""
+        return self.leader is not None and not self.leader.holds()
 
     # -- the daemon ------------------------------------------------------------------------------
     async def run_policy(self, namespace: str | None, name: str, stopped: Any) -> None:
@@ -128,6 +141,8 @@ class Negotiator:
 
     # -- one round ---------------------------------------------------------------------------------
     async def round(self, namespace: str | None, name: str, body: Mapping[str, Any]) -> float:
+        if self.following:
+            return FOLLOWER_GAP  # another operator holds the Lease: look again soon, write nothing
         ref = PolicyRef(name, namespace)
         key = ref.key
         generation = int((body.get("metadata") or {}).get("generation") or 0)
@@ -333,6 +348,8 @@ class Negotiator:
         self.state.decisions[key] = step.state
         namespace = workload.namespace
         for intent in step.intents:
+            if not isinstance(intent, lifecycle.Conflict):
+                self.fence()
             if isinstance(intent, lifecycle.Write):
                 try:
                     await self.recorder.write(namespace, intent)

@@ -41,6 +41,10 @@ class OperatorConfig:
     workload_timeout: float = 30.0
     prometheus_timeout: float = 5.0
     kubeconfig: str | None = None
+    # At most one operator writes: the holder of this Lease (operator/leadership.py).
+    leader_election: bool = True
+    lease_namespace: str = "default"
+    lease_name: str = "accord"
     agent_hosts: tuple[str, ...] = ()  # hosts external agents may be served from; empty: any
     # Namespaces no policy reaches, besides kube-system, kube-public and kube-node-lease.
     protected_namespaces: tuple[str, ...] = ()
