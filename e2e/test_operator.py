@@ -787,3 +787,53 @@ def test_a_record_edited_in_a_webhook_gap_is_never_acted_on(
     time.sleep(2 * INTERVAL)
     assert replicas(cluster, namespace) <= 12, "nothing beyond the policy's bounds, ever"
     assert replicas(cluster, namespace) != 57
+
+
+def test_two_operators_at_once_apply_each_decision_once(
+    cluster: Cluster,
+    emulator: WorkloadEmulator,
+    operator: OperatorProcess,
+    accord_prometheus: PrometheusServer,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """A rolling upgrade overlaps two operators: only the holder of the Lease writes, and when it dies
+    the other takes over within the Lease's duration."""
+    second = OperatorProcess(
+        kubeconfig=cluster.kubeconfig,
+        prometheus_url=accord_prometheus.url,
+        log_path=tmp_path / "second.log",
+        webhook=False,
+    )
+    second.start()
+    try:
+        setup(cluster, emulator, namespace, workloads=("web", "api"))
+        for w in ("web", "api"):
+            wait_until(lambda w=w: replicas(cluster, namespace, w) > 2, timeout=60, interval=1.0, message=f"{w} scaled")
+        time.sleep(3 * INTERVAL)
+        holders = [p for p in (operator, second) if "accord_leader 1.0" in p.metrics()]
+        assert len(holders) == 1, "exactly one operator holds the Lease"
+        for w in ("web", "api"):
+            applied = [n for n in negotiations(cluster, namespace, w) if phase(n) == "Applied"]
+            assert applied
+            moves = [(n["spec"]["current"]["replicas"], n["spec"]["outcome"]["target"]["replicas"]) for n in applied]
+            assert len(moves) == len(set(moves)), f"a decision applied twice: {moves}"
+            for n in applied:
+                said = [
+                    e for e in events(cluster, namespace, "Negotiated") if n["metadata"]["name"] in e.get("message", "")
+                ]
+                assert len(said) == 1, said
+
+        # The holder dies without giving the Lease up: the other takes over once it lapses.
+        leader, follower = holders[0], second if holders[0] is operator else operator
+        before = replicas(cluster, namespace)
+        leader.kill()
+        emulator.set_demand(namespace, "web", 2400.0)
+        wait_until(
+            lambda: replicas(cluster, namespace) > before, timeout=60, interval=1.0, message="the follower took over"
+        )
+        assert "accord_leader 1.0" in follower.metrics()
+    finally:
+        second.stop()
+        if operator.process is None or operator.process.poll() is not None:
+            operator.start()
