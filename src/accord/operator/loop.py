@@ -86,7 +86,13 @@ class Negotiator:
         self.executor = Executor(kube, stamp=state.config.placements)
         self.clock: Callable[[], float] = time.time
         url = state.config.prometheus_url
-        self.prometheus = PrometheusSource(url, timeout=state.config.prometheus_timeout) if url else None
+        self.prometheus = (
+            PrometheusSource(url, timeout=state.config.prometheus_timeout, ca_file=state.config.prometheus_ca_file)
+            if url
+            else None
+        )
+        if self.prometheus is not None:
+            _ = self.prometheus.ssl  # a CA file that cannot be read stops the start, with its reason
         self.session: aiohttp.ClientSession | None = None
         self.persisted: dict[str, tuple[TrustState, dict[str, Any] | None]] = {}
         self.last_proposals: dict[str, dict[str, Any]] = {}

@@ -39,7 +39,8 @@ class OperatorConfig:
     webhook_service: str | None = None  # namespace/name: register the webhook by Service reference
     concurrency: int = 16
     workload_timeout: float = 30.0
-    prometheus_timeout: float = 5.0
+    prometheus_timeout: float = 5.0  # per query, its retries included
+    prometheus_ca_file: str | None = None  # CA bundle an https Prometheus is verified against (default: the system's)
     kubeconfig: str | None = None
     agent_hosts: tuple[str, ...] = ()  # hosts external agents may be served from; empty: any
     # Namespaces no policy reaches, besides kube-system, kube-public and kube-node-lease.
