@@ -76,7 +76,7 @@ class PrometheusSource:
     async def api(self, session: aiohttp.ClientSession, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
         """`data.result` of a GET on the API `path`, within the query's budget; MetricsUnavailable otherwise."""
         url = self.url.rstrip("/") + path
-        failure = "no attempt was made"
+        failure = "no attempt ended"
         try:
             async with asyncio.timeout(self.timeout):
                 for attempt in range(self.retries + 1):
