@@ -103,7 +103,25 @@ def _configure_logging(level: str, fmt: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 300:
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0 and at most 300 seconds")
+    return value
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.prometheus_ca is not None:
+        import ssl
+
+        try:
+            ssl.create_default_context(cafile=args.prometheus_ca)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"accord run: --prometheus-ca {args.prometheus_ca}: cannot load a CA bundle: {exc}", file=sys.stderr)
+            return 2
     if args.kubeconfig:
         # kopf logs in through the kubernetes library, which reads KUBECONFIG when first imported.
         os.environ["KUBECONFIG"] = args.kubeconfig
@@ -130,6 +148,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
         prometheus_url=args.prometheus_url,
+        prometheus_timeout=args.prometheus_timeout,
+        prometheus_ca_file=args.prometheus_ca,
         namespaces=namespaces,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
@@ -212,6 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--prometheus-url",
         default=os.environ.get("ACCORD_PROMETHEUS_URL"),
         help="Prometheus base URL (env ACCORD_PROMETHEUS_URL)",
+    )
+    run.add_argument(
+        "--prometheus-timeout",
+        type=_positive_seconds,
+        default=5.0,
+        help="seconds one Prometheus query may take, its retries included; a query that takes longer is "
+        "missing evidence and the policy's missing-metrics rule applies (default 5)",
+    )
+    run.add_argument(
+        "--prometheus-ca",
+        default=os.environ.get("ACCORD_PROMETHEUS_CA"),
+        metavar="FILE",
+        help="CA bundle (PEM) an https Prometheus is verified against, instead of the system's trust store "
+        "(env ACCORD_PROMETHEUS_CA); verification cannot be turned off",
     )
     run.add_argument("--kubeconfig", default=None, help="kubeconfig to use outside a cluster")
     run.add_argument("--metrics-host", default="0.0.0.0")

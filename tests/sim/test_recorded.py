@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
+import aiohttp
 import pytest
 
 from accord.metrics.prometheus import MetricsUnavailable, PrometheusSource
@@ -19,13 +19,11 @@ class FakeClient:
     calls: list[tuple[float, float, str]] = field(default_factory=list)
     fail: bool = False
 
-    def custom_query_range(
-        self, query: str, *, start_time: datetime, end_time: datetime, step: str
-    ) -> list[dict[str, Any]]:
+    def query_range(self, params: dict[str, str]) -> list[dict[str, Any]]:
         if self.fail:
-            raise ConnectionError("refused")
-        start, end = start_time.timestamp(), end_time.timestamp()
-        self.calls.append((start, end, step))
+            raise MetricsUnavailable("cannot reach Prometheus: refused")
+        start, end = float(params["start"]), float(params["end"])
+        self.calls.append((start, end, params["step"]))
         values = []
         t = start
         while t <= end:
@@ -38,8 +36,9 @@ class FakeClient:
 class FakeSource(PrometheusSource):
     fake: FakeClient = field(default_factory=FakeClient)
 
-    def client(self) -> Any:
-        return self.fake
+    async def api(self, session: aiohttp.ClientSession, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        assert path == "/api/v1/query_range"
+        return self.fake.query_range(params)
 
 
 def test_history_is_fetched_at_60s_steps_in_windows_of_at_most_10000_points() -> None:
@@ -50,7 +49,7 @@ def test_history_is_fetched_at_60s_steps_in_windows_of_at_most_10000_points() ->
     assert len(samples) == 25_001
     assert all(b[0] - a[0] == 60 for a, b in itertools.pairwise(samples))
     assert samples[0] == (start, 2 * (start % 7))  # two series summed
-    assert {step for _, _, step in source.fake.calls} == {"60s"}
+    assert {step for _, _, step in source.fake.calls} == {"60"}
     assert all((hi - lo) / 60 + 1 <= MAX_POINTS for lo, hi, _ in source.fake.calls)
 
 

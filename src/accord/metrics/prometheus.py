@@ -1,27 +1,39 @@
-"""Prometheus access through prometheus-api-client (metrics layer; does I/O, called by the operator).
+"""Prometheus's HTTP API through a shared aiohttp session (metrics layer; does I/O, called by the operator).
 
 One class per kind of query renders its PromQL and turns the answer into `Evidence` with
-provenance. Transport errors become `MetricsUnavailable`, so the caller can apply the policy's
-missing-metrics rule instead of failing the round.
+provenance. Every query has one time budget (`PrometheusSource.timeout`, its retries included):
+transient failures (connection refused or reset, HTTP 429, 502, 503, 504) are retried with
+exponential backoff while the budget lasts, at most `retries` times; anything else fails at once.
+A failure of any kind, a query that runs out of its budget included, becomes `MetricsUnavailable`
+with its reason, so the caller applies the policy's missing-metrics rule instead of failing the round.
+
+TLS is verified (the system's trust store, or `ca_file`); there is no switch to turn it off.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
+import ssl
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
-from prometheus_api_client import PrometheusConnect
+import aiohttp
 
 from accord.metrics.evidence import Evidence, Source
 
 _VARIABLE = re.compile(r"\$(namespace|workload|kind|pool)\b")
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 
 
 class MetricsUnavailable(Exception):  # noqa: N818 - named for what it means to the caller, not "...Error"
     """Prometheus could not be asked or did not answer; try again later."""
+
+
+class _TransientError(Exception):
+    """An attempt failed in a way another attempt may not."""
 
 
 def render(query: str, variables: dict[str, str]) -> str:
@@ -36,19 +48,66 @@ def render(query: str, variables: dict[str, str]) -> str:
 
 @dataclass(frozen=True)
 class PrometheusSource:
-    """A Prometheus server. `timeout` bounds every request so one slow query cannot stall a round."""
+    """A Prometheus server.
+
+    `timeout` bounds each query, its retries and backoff included, so a Prometheus that accepts
+    connections and never answers costs a round at most `timeout` seconds per query. `retries`
+    transient failures are retried, after `backoff`, 2 x `backoff`, ... seconds. An https URL is
+    verified against the system's trust store, or against `ca_file` when given.
+    """
 
     url: str
     timeout: float = 5.0
+    retries: int = 2
+    backoff: float = 0.25
+    ca_file: str | None = None
 
-    def client(self) -> PrometheusConnect:
-        return PrometheusConnect(url=self.url, disable_ssl=True, timeout=self.timeout)
+    def __post_init__(self) -> None:
+        if self.timeout <= 0:
+            raise ValueError(f"the Prometheus query timeout must be positive, not {self.timeout}")
+        if self.retries < 0:
+            raise ValueError(f"the number of retries must not be negative, not {self.retries}")
 
-    def ready(self) -> bool:
+    @cached_property
+    def ssl(self) -> ssl.SSLContext:
+        """Verification on, with the given CA bundle or the system's (a missing file fails here, at start)."""
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    async def api(self, session: aiohttp.ClientSession, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        """`data.result` of a GET on the API `path`, within the query's budget; MetricsUnavailable otherwise."""
+        url = self.url.rstrip("/") + path
+        failure = "no attempt ended"
         try:
-            return bool(self.client().check_prometheus_connection())
-        except Exception:
-            return False
+            async with asyncio.timeout(self.timeout):
+                for attempt in range(self.retries + 1):
+                    if attempt:
+                        await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+                    try:
+                        return await self._attempt(session, url, params)
+                    except _TransientError as exc:
+                        failure = str(exc)
+        except TimeoutError:
+            raise MetricsUnavailable(f"no answer within {self.timeout:g}s (last failure: {failure})") from None
+        raise MetricsUnavailable(f"{failure} ({self.retries + 1} attempts)")
+
+    async def _attempt(self, session: aiohttp.ClientSession, url: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        try:
+            async with session.get(url, params=params, ssl=self.ssl) as answer:
+                if answer.status in TRANSIENT_STATUSES:
+                    raise _TransientError(f"HTTP {answer.status}")
+                try:
+                    body = await answer.json(content_type=None)
+                except ValueError as exc:
+                    raise MetricsUnavailable(f"HTTP {answer.status} with a body that is not JSON") from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise _TransientError(f"cannot reach Prometheus: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise MetricsUnavailable(f"request failed: {exc}") from exc
+        if not isinstance(body, dict) or body.get("status") != "success":
+            error = body.get("error") if isinstance(body, dict) else None
+            raise MetricsUnavailable(f"Prometheus refused the query: {error or body!r:.300}")
+        result = (body.get("data") or {}).get("result")
+        return result if isinstance(result, list) else []
 
 
 @dataclass(frozen=True)
@@ -62,19 +121,17 @@ class RangeQuery:
     extend_seconds: float = 0.0
     step_seconds: float = 15.0
 
-    def fetch(self, source: PrometheusSource, *, now: float, variables: dict[str, str]) -> Evidence:
+    async def fetch(
+        self, source: PrometheusSource, session: aiohttp.ClientSession, *, now: float, variables: dict[str, str]
+    ) -> Evidence:
         query = render(self.promql, variables)
         end = min(now, now - self.offset_seconds + self.extend_seconds)
         start = now - self.offset_seconds - self.window_seconds
         step = max(self.step_seconds, (end - start) / 10_000)  # Prometheus caps a range at 11,000 points
+        params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
         try:
-            result: list[dict[str, Any]] = source.client().custom_query_range(
-                query,
-                start_time=datetime.fromtimestamp(start, tz=UTC),
-                end_time=datetime.fromtimestamp(end, tz=UTC),
-                step=f"{step:g}s",
-            )
-        except Exception as exc:
+            result = await source.api(session, "/api/v1/query_range", params)
+        except MetricsUnavailable as exc:
             raise MetricsUnavailable(f"range query {query!r} failed: {exc}") from exc
         series = _sum_series(result)
         if not series:
@@ -90,11 +147,13 @@ class InstantQuery:
     promql: str
     by_label: str | None = None
 
-    def fetch(self, source: PrometheusSource, *, now: float, variables: dict[str, str]) -> list[Evidence]:
+    async def fetch(
+        self, source: PrometheusSource, session: aiohttp.ClientSession, *, now: float, variables: dict[str, str]
+    ) -> list[Evidence]:
         query = render(self.promql, variables)
         try:
-            result: list[dict[str, Any]] = source.client().custom_query(query)
-        except Exception as exc:
+            result = await source.api(session, "/api/v1/query", {"query": query})
+        except MetricsUnavailable as exc:
             raise MetricsUnavailable(f"instant query {query!r} failed: {exc}") from exc
         found: list[Evidence] = []
         for item in result:

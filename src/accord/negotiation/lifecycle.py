@@ -58,6 +58,7 @@ class Record:
     rules: tuple[str, ...] = ()  # the gates that capped, held or gated it
     expires_at: float | None = None
     applied_at: float | None = None
+    audit: bool = False  # recorded in audit mode: Proposed for good, never acted on
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +370,7 @@ def decide(state: Decisions, outcome: Outcome, *, context: Context, now: float) 
             return Step(state)
         return _written(
             state,
-            Write(new(Phase.PROPOSED), f"audit mode, not applied: {outcome.reason}", build),
+            Write(replace(new(Phase.PROPOSED), audit=True), f"audit mode, not applied: {outcome.reason}", build),
             policy=policy,
             now=now,
         )
@@ -603,6 +604,30 @@ def observe(state: Decisions, record: Record, *, deleted: bool = False, now: flo
     return replace(state, history=history).put(record)
 
 
+def resume(state: Decisions, *, live: Candidate) -> Step:
+    """Records left Proposed by an interrupted apply (the process died, or the phase could not be
+    written, between the executor's write and the record's phase update), closed against the
+    workload as it is now: at the record's target, the decision was applied (its change counted at
+    its decision time); moved elsewhere, it was overtaken and is superseded; still at the record's
+    current state, it stays Proposed and the same decision again is retried on it (`decide`)."""
+    step = Step(state)
+    for record in state.records:
+        if record.phase is not Phase.PROPOSED or record.audit or record.verdict is not Verdict.APPLY:
+            continue
+        if live == record.target:
+            history = step.state.history
+            changes = tuple(sorted((*history.changes, record.created)))
+            applied = replace(record, phase=Phase.APPLIED, applied_at=record.created)
+            message = f"found applied: the workload is at {live.replicas}@{live.placement}"
+            set_phase = SetPhase(record.name, Phase.APPLIED, message, applied_at=record.created)
+            closed = replace(step.state, history=History(history.recommendations, changes)).put(applied)
+            step = Step(closed, (*step.intents, set_phase))
+        elif live != record.current:
+            moved = f"not applied: the workload moved to {live.replicas}@{live.placement} meanwhile"
+            step = _then(step, _set(step.state, record, Phase.SUPERSEDED, moved))
+    return step
+
+
 def seed(state: Decisions, *, replicas: int, policy: NegotiationPolicySpec, now: float) -> Decisions:
     """The stabilization history after a start: the workload's count stands as this moment's
     recommendation, so that no scale-down is made within the window the restart forgot."""
@@ -646,6 +671,7 @@ def record_from(
         rules=rules,
         expires_at=parse_time(status.get("expiresAt")),
         applied_at=parse_time(status.get("appliedAt")),
+        audit=spec.mode == Mode.AUDIT.value,
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from accord.agents.base import Agent, Candidate, QueryKind, Situation
+from accord.agents.base import Agent, Candidate, EvidenceRequest, QueryKind, Situation
 from accord.agents.external import MAX_ANSWER_BYTES, SIGNATURE_HEADER, ExternalAgent
 from accord.metrics.evidence import Evidence, EvidenceSet, Source
 from accord.metrics.prometheus import InstantQuery, MetricsUnavailable, PrometheusSource, RangeQuery
@@ -37,37 +37,43 @@ def _variables(situation: Situation) -> dict[str, str]:
 
 
 async def prometheus_evidence(
-    agent: Agent[Model], situation: Situation, source: PrometheusSource | None
+    agent: Agent[Model],
+    situation: Situation,
+    source: PrometheusSource | None,
+    session: aiohttp.ClientSession | None,
 ) -> tuple[dict[str, Evidence], str | None]:
-    """The agent's Prometheus evidence, and a problem description if Prometheus failed."""
+    """The agent's Prometheus evidence, and a problem description if Prometheus failed.
+
+    The agent's queries run at once, each within the source's timeout: a Prometheus that never
+    answers costs the agent one timeout, and each query it asked for is absent with the reason."""
+    variables = _variables(situation)
+    wanted = list(agent.evidence_needed())
+    if source is None or session is None:
+        reason = "no Prometheus URL is configured" if source is None else "no HTTP session (the operator is stopping)"
+        absent = {r.name: Evidence.absent(r.name, Source.PROMETHEUS, r.query, reason) for r in wanted}
+        return absent, reason if wanted else None
+
+    async def run(request: EvidenceRequest) -> list[Evidence]:
+        if request.kind is QueryKind.RANGE:
+            query = RangeQuery(
+                request.name, request.query, request.window_seconds, request.offset_seconds, request.extend_seconds
+            )
+            return [await query.fetch(source, session, now=situation.now, variables=variables)]
+        by_label = "pool" if request.name == "price" else None
+        instant = InstantQuery(request.name, request.query, by_label=by_label)
+        return await instant.fetch(source, session, now=situation.now, variables=variables)
+
     found: dict[str, Evidence] = {}
     problem: str | None = None
-    variables = _variables(situation)
-    for request in agent.evidence_needed():
-        if source is None:
-            found[request.name] = Evidence.absent(request.name, Source.PROMETHEUS, request.query, "no Prometheus URL")
-            problem = "no Prometheus URL is configured"
-            continue
-        try:
-            if request.kind is QueryKind.RANGE:
-                query = RangeQuery(
-                    request.name,
-                    request.query,
-                    request.window_seconds,
-                    request.offset_seconds,
-                    request.extend_seconds,
-                )
-                found[request.name] = await asyncio.to_thread(
-                    query.fetch, source, now=situation.now, variables=variables
-                )
-            else:
-                by_label = "pool" if request.name == "price" else None
-                instant = InstantQuery(request.name, request.query, by_label=by_label)
-                for e in await asyncio.to_thread(instant.fetch, source, now=situation.now, variables=variables):
-                    found[e.name] = e
-        except MetricsUnavailable as exc:
-            found[request.name] = Evidence.absent(request.name, Source.PROMETHEUS, request.query, str(exc))
-            problem = str(exc)
+    answers = await asyncio.gather(*(run(r) for r in wanted), return_exceptions=True)
+    for request, answer in zip(wanted, answers, strict=True):
+        if isinstance(answer, MetricsUnavailable):
+            found[request.name] = Evidence.absent(request.name, Source.PROMETHEUS, request.query, str(answer))
+            problem = str(answer)
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            found.update((e.name, e) for e in answer)
     return found, problem
 
 
@@ -173,7 +179,7 @@ async def gather(
     evidence: dict[str, EvidenceSet] = {}
     problems: list[str] = []
     local = [(s, a) for s, a in seated if not isinstance(a, ExternalAgent)]
-    results = await asyncio.gather(*(prometheus_evidence(a, situation, prometheus) for _, a in local))
+    results = await asyncio.gather(*(prometheus_evidence(a, situation, prometheus, session) for _, a in local))
     for (seat, _), (found, problem) in zip(local, results, strict=True):
         evidence[seat.name] = found
         if problem:

@@ -49,7 +49,7 @@ def _negotiator(memo: Any) -> Negotiator:
 async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     config: OperatorConfig = memo.get("config") or OperatorConfig()
     state = State(config=config)
-    kube = Kube.connect(config.kubeconfig)
+    kube = Kube.connect(config.kubeconfig, threads=config.concurrency)
     health = observability.Health()
     memo["state"] = state
     memo["negotiator"] = Negotiator(kube, state, health)
@@ -131,6 +131,8 @@ async def cleanup(memo: Any, **_: Any) -> None:
     negotiator = memo.get("negotiator")
     if negotiator is not None and negotiator.session is not None:
         await negotiator.session.close()
+    if negotiator is not None:
+        negotiator.kube.pool.shutdown(wait=False, cancel_futures=True)
     runner = memo.get("metrics_runner")
     if runner is not None:
         await runner.cleanup()

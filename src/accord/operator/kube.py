@@ -1,14 +1,19 @@
 """The Kubernetes API clients the operator uses, and the blocking-call bridge (operator layer).
 
-The official client is synchronous; every call runs in a worker thread so the event loop (and
-kopf's watchers) never block on the network. Errors are counted for /metrics.
+The official client is synchronous; every call runs in a thread of the operator's own pool (sized
+for the workloads negotiated at once, with the client's connection pool as large) so the event loop
+and kopf's watchers never block on the network, and no call waits behind other work on asyncio's
+default pool. Every call carries a request timeout, so a thread is never held by an API server
+that stopped answering. Errors are counted for /metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from kubernetes import client, config
@@ -19,6 +24,9 @@ from accord.operator import observability
 
 T = TypeVar("T")
 
+REQUEST_TIMEOUT = (5.0, 30.0)  # seconds to connect, and to wait for the answer, of every API call
+SPARE_THREADS = 4  # for the calls made outside the workloads' steps: statuses, Events, approvals
+
 
 @dataclass
 class Kube:
@@ -26,24 +34,38 @@ class Kube:
     apps: Any
     custom: Any
     autoscaling: Any
+    request_timeout: tuple[float, float] = REQUEST_TIMEOUT
+    pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=SPARE_THREADS, thread_name_prefix="accord-kube")
+    )
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None) -> Kube:
+    def connect(
+        cls, kubeconfig: str | None = None, *, threads: int = 16, request_timeout: tuple[float, float] = REQUEST_TIMEOUT
+    ) -> Kube:
+        """Clients for `threads` calls at once (plus spares), each answered within `request_timeout`."""
         try:
             config.load_incluster_config()  # type: ignore[no-untyped-call]
         except config.ConfigException:
             config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        api = client.ApiClient()
+        workers = threads + SPARE_THREADS
+        configuration = client.Configuration.get_default_copy()
+        configuration.connection_pool_maxsize = workers  # one connection per thread: none waits for a socket
+        api = client.ApiClient(configuration)
         return cls(
             core=client.CoreV1Api(api),
             apps=client.AppsV1Api(api),
             custom=client.CustomObjectsApi(api),
             autoscaling=client.AutoscalingV1Api(api),
+            request_timeout=request_timeout,
+            pool=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accord-kube"),
         )
 
     async def call(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)` in the pool, with the request timeout unless the caller gives its own."""
+        kwargs.setdefault("_request_timeout", self.request_timeout)
         try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args, **kwargs))
         except ApiException as exc:
             observability.API_ERRORS.labels(operation=operation, code=str(exc.status)).inc()
             raise

@@ -89,7 +89,13 @@ class Negotiator:
         self.clock: Callable[[], float] = time.time
         self.leader: Leadership | None = None  # None: this operator writes without holding a Lease
         url = state.config.prometheus_url
-        self.prometheus = PrometheusSource(url, timeout=state.config.prometheus_timeout) if url else None
+        self.prometheus = (
+            PrometheusSource(url, timeout=state.config.prometheus_timeout, ca_file=state.config.prometheus_ca_file)
+            if url
+            else None
+        )
+        if self.prometheus is not None:
+            _ = self.prometheus.ssl  # a CA file that cannot be read stops the start, with its reason
         self.session: aiohttp.ClientSession | None = None
         self.persisted: dict[str, tuple[TrustState, dict[str, Any] | None]] = {}
         self.last_proposals: dict[str, dict[str, Any]] = {}
@@ -336,7 +342,10 @@ class Negotiator:
             context = lifecycle.Context(
                 policy=spec, policy_key=policy_key, workload=ref, autoscaler=None if hpa is None else hpa[0]
             )
-            step = lifecycle.decide(decisions, outcome, context=context, now=now)
+            # A record an interrupted apply left Proposed is closed against the workload first.
+            resumed = lifecycle.resume(decisions, live=situation.current)
+            step = lifecycle.decide(resumed.state, outcome, context=context, now=now)
+            step = lifecycle.Step(step.state, (*resumed.intents, *step.intents))
             await self.carry_out(key, step, workload=ref, now=now, report=report)
         return time.monotonic() - t0
 
@@ -372,22 +381,26 @@ class Negotiator:
                     report.conflicts.append(intent.message)
             else:
                 command = intent.command
-                policy = self.state.policy(command.policy)
-                result = await self.executor.apply(
-                    command,
-                    policy=policy,
-                    hpa=self.state.hpas.get(key),
-                    decisions=self.state.decisions[key],
-                    now=now,
-                    reaches=partial(self.reaches, policy, PolicyRef.from_key(command.policy)),
-                )
-                await self.carry_out(
-                    key,
-                    lifecycle.executed(self.state.decisions[key], command.record, result, now=now),
-                    workload=workload,
-                    now=now,
-                    report=report,
-                )
+
+                async def act(command: lifecycle.Command = command) -> None:
+                    policy = self.state.policy(command.policy)
+                    result = await self.executor.apply(
+                        command,
+                        policy=policy,
+                        hpa=self.state.hpas.get(key),
+                        decisions=self.state.decisions[key],
+                        now=now,
+                        reaches=partial(self.reaches, policy, PolicyRef.from_key(command.policy)),
+                    )
+                    await self.carry_out(
+                        key,
+                        lifecycle.executed(self.state.decisions[key], command.record, result, now=now),
+                        workload=workload,
+                        now=now,
+                        report=report,
+                    )
+
+                await to_the_end(act())
 
     def reaches(self, policy: NegotiationPolicySpec | None, ref: PolicyRef, workload: WorkloadView) -> bool:
         """Whether the policy, as it is now, still reaches the workload as the executor read it."""
@@ -533,6 +546,22 @@ class Negotiator:
             "conditions": conditions,
         }
         await self.kube.patch_status(ref.plural, namespace, name, status)
+
+
+async def to_the_end(acting: Coroutine[Any, Any, None]) -> None:
+    """Acting (the executor's write, then the record's phase) is never cut half-way: a timeout or a
+    cancellation of the step waits for it to end (each API call has its request timeout), then goes
+    on. A process that dies meanwhile leaves the record Proposed; the next start resumes or closes it."""
+    task = asyncio.ensure_future(acting)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
 
 
 def _event_type(emit: lifecycle.Emit) -> str:

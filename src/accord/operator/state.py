@@ -39,7 +39,8 @@ class OperatorConfig:
     webhook_service: str | None = None  # namespace/name: register the webhook by Service reference
     concurrency: int = 16
     workload_timeout: float = 30.0
-    prometheus_timeout: float = 5.0
+    prometheus_timeout: float = 5.0  # per query, its retries included
+    prometheus_ca_file: str | None = None  # CA bundle an https Prometheus is verified against (default: the system's)
     kubeconfig: str | None = None
     # At most one operator writes: the holder of this Lease (operator/leadership.py).
     leader_election: bool = True

@@ -6,7 +6,10 @@ enough that Prometheus never coarsens the step (it caps a range query at 11,000 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+
+import aiohttp
 
 from accord.metrics.prometheus import PrometheusSource, RangeQuery
 from accord.sim.trace import TICK_SECONDS, TraceError, parse_timestamp
@@ -34,19 +37,25 @@ def fetch_history(
     """The query's samples from `start` to `end` at `step` seconds, window by window."""
     if end <= start:
         raise TraceError(f"--end ({_when(end)}) must come after --start ({_when(start)})")
-    span = step * (MAX_POINTS - 1)
-    samples: dict[float, float] = {}
-    lo = start
-    while lo < end:
-        hi = min(end, lo + span)
-        evidence = RangeQuery("demand", query, window_seconds=hi - lo, step_seconds=step).fetch(
-            source, now=hi, variables={}
-        )
-        samples.update(evidence.series)
-        lo = hi + step
+    samples = asyncio.run(_fetch(source, query, start=start, end=end, step=step))
     if not samples:
         raise TraceError(f"Prometheus returned no samples for {query!r} between {_when(start)} and {_when(end)}")
     return sorted(samples.items())
+
+
+async def _fetch(source: PrometheusSource, query: str, *, start: float, end: float, step: float) -> dict[float, float]:
+    span = step * (MAX_POINTS - 1)
+    samples: dict[float, float] = {}
+    lo = start
+    async with aiohttp.ClientSession() as session:
+        while lo < end:
+            hi = min(end, lo + span)
+            evidence = await RangeQuery("demand", query, window_seconds=hi - lo, step_seconds=step).fetch(
+                source, session, now=hi, variables={}
+            )
+            samples.update(evidence.series)
+            lo = hi + step
+    return samples
 
 
 def _when(seconds: float) -> str:

@@ -1,0 +1,171 @@
+"""Faults on the real control plane: what Accord does when what it depends on stops answering.
+
+The operator runs as a process of its own (`accord run`), against the suite's API server, as in
+e2e/test_operator.py, whose fixtures and helpers these tests share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from accord_dev.cluster.emulator import WorkloadEmulator
+from accord_dev.cluster.prometheus import PrometheusServer
+from operator_process import OperatorProcess
+from providers import Cluster, wait_until
+from test_operator import (  # noqa: F401 - fixtures
+    INTERVAL,
+    accord_prometheus,
+    crds,
+    get,
+    operator,
+    operator_args,
+    operator_kubeconfig,
+    prometheus_port,
+    replicas,
+    setup,
+    webhook_port,
+)
+
+QUERY_TIMEOUT = 5.0  # `accord run`'s default --prometheus-timeout
+
+
+@contextmanager
+def silent_prometheus(port: int) -> Iterator[list[int]]:
+    """A "Prometheus" on 127.0.0.1:port that accepts connections, reads what it is sent and never answers.
+    Yields the list of connections it has accepted (their count is its only length)."""
+    accepted: list[int] = []
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        writers.append(writer)
+        while await reader.read(4096):
+            pass
+
+    async def serve() -> asyncio.Server:
+        return await asyncio.start_server(swallow, "127.0.0.1", port)
+
+    server = loop.run_until_complete(serve())
+
+    def run() -> None:
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="silent-prometheus", daemon=True)
+    thread.start()
+    ready.wait()
+    try:
+        yield accepted
+    finally:
+
+        async def close() -> None:
+            for writer in writers:
+                writer.close()
+            server.close()
+            await server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+def samples(process: OperatorProcess, metric: str, **labels: str) -> dict[str, float]:
+    """The operator's /metrics samples of one family whose labels include `labels`, by sample name (+le)."""
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(process.metrics()):
+        for s in family.samples:
+            if s.name.startswith(metric) and all(s.labels.get(k) == v for k, v in labels.items()):
+                found[s.name + (f"{{le={s.labels['le']}}}" if "le" in s.labels else "")] = s.value
+    return found
+
+
+def policy_condition(cluster: Cluster, namespace: str, kind: str) -> dict[str, Any]:
+    conditions = (get(cluster, "negotiationpolicy", namespace, "default").get("status") or {}).get("conditions", [])
+    return next((c for c in conditions if c["type"] == kind), {})
+
+
+def test_a_prometheus_that_never_answers_turns_into_the_missing_metrics_rule_within_a_round(
+    cluster: Cluster,
+    emulator: WorkloadEmulator,
+    operator: OperatorProcess,  # noqa: F811 - the fixture imported above
+    accord_prometheus: PrometheusServer,  # noqa: F811
+    prometheus_port: int,  # noqa: F811
+    namespace: str,
+) -> None:
+    """Prometheus accepts connections and never answers: each query ends after its timeout as missing
+    evidence, the policy's missing-metrics rule (fallback to 7) takes effect for every workload, none of
+    them is skipped, and a round lasts at most the query timeout longer than when Prometheus answers."""
+    workloads = ("web", "api")
+    rules = {"minConfidence": 0.3, "missingMetrics": {"action": "fallback", "fallbackReplicas": 7}}
+    setup(cluster, emulator, namespace, demand=300.0, workloads=workloads, rules=rules)
+    # 300 req/s at 70% of 100 req/s per pod: about 5 pods each, negotiated from Prometheus's answers.
+    for w in workloads:
+        wait_until(
+            lambda w=w: 4 <= replicas(cluster, namespace, w) <= 6, timeout=90, interval=1.0, message=f"{w} near 5"
+        )
+    key = f"{namespace}/default"
+    errors = samples(operator, "accord_workload_errors_total", policy=key)
+
+    accord_prometheus.stop()
+    try:
+        with silent_prometheus(prometheus_port) as accepted:
+            hung = time.monotonic()
+            rounds = samples(operator, "accord_round_duration_seconds", policy=key)
+            missing = wait_until(
+                lambda: (
+                    policy_condition(cluster, namespace, "MetricsMissing").get("status") == "True"
+                    and policy_condition(cluster, namespace, "MetricsMissing")
+                ),
+                timeout=2 * INTERVAL + QUERY_TIMEOUT + 5,
+                interval=0.5,
+                message="MetricsMissing",
+            )
+            noticed = time.monotonic() - hung
+            assert "missing-metrics rule (fallback) applies" in missing["message"]
+            assert f"no answer within {QUERY_TIMEOUT:g}s" in missing["message"], missing["message"]
+            for w in workloads:
+                wait_until(
+                    lambda w=w: replicas(cluster, namespace, w) == 7,
+                    timeout=2 * (INTERVAL + QUERY_TIMEOUT) + 5,
+                    interval=0.5,
+                    message=f"{w} at the fallback count",
+                )
+            time.sleep(2 * (INTERVAL + QUERY_TIMEOUT))  # a few more rounds against the silent server
+            assert accepted, "the operator did ask the silent Prometheus"
+            ready = policy_condition(cluster, namespace, "Ready")
+            assert ready["message"] == "2 of 2 workloads negotiated", "no workload is skipped"
+            assert samples(operator, "accord_workload_errors_total", policy=key) == errors
+            after = samples(operator, "accord_round_duration_seconds", policy=key)
+            count = after["accord_round_duration_seconds_count"] - rounds["accord_round_duration_seconds_count"]
+            total = after["accord_round_duration_seconds_sum"] - rounds["accord_round_duration_seconds_sum"]
+            bounded = f"accord_round_duration_seconds_bucket{{le={float(INTERVAL + QUERY_TIMEOUT)}}}"
+            within = after[bounded] - rounds[bounded]
+            print(
+                f"\n[e2e] silent Prometheus: MetricsMissing after {noticed:.1f}s; {count:.0f} rounds, "
+                f"mean {total / max(count, 1):.2f}s, {within:.0f} within {INTERVAL + QUERY_TIMEOUT:g}s"
+            )
+            assert count >= 2
+            assert within == count, "every round within the interval plus the query timeout"
+            assert total / count <= QUERY_TIMEOUT + 2.0
+            assert operator.process is not None and operator.process.poll() is None
+    finally:
+        accord_prometheus.start()
+        accord_prometheus.wait_for_targets_up(timeout=30)
+    wait_until(
+        lambda: policy_condition(cluster, namespace, "MetricsMissing").get("status") == "False",
+        timeout=60,
+        interval=1.0,
+        message="metrics back",
+    )
+    emulator.set_demand(namespace, "web", 900.0)  # negotiation resumes on Prometheus's answers
+    wait_until(lambda: replicas(cluster, namespace, "web") >= 12, timeout=90, interval=1.0, message="web negotiated")

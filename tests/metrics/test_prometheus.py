@@ -1,0 +1,217 @@
+"""Prometheus's HTTP API over a real socket on 127.0.0.1: budgets, retries and TLS verification.
+
+Each test serves a small aiohttp application (or a TCP server that reads and never answers) in the
+place of Prometheus and asks it through `PrometheusSource`, as the operator does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import trustme
+from aiohttp import web
+
+from accord.agents.registry import build_agent
+from accord.metrics.evidence import Evidence
+from accord.metrics.prometheus import InstantQuery, MetricsUnavailable, PrometheusSource, RangeQuery
+from accord.operator.gather import prometheus_evidence
+from tests.factories import agent_specs, situation
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+VECTOR = {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [100.0, "42"]}]}}
+
+
+@asynccontextmanager
+async def serving(handler: Handler, *, ssl_context: Any = None) -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_get("/api/v1/query", handler)
+    app.router.add_get("/api/v1/query_range", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def silent() -> AsyncIterator[str]:
+    """A "Prometheus" that accepts connections, reads the request and never answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        while await reader.read(4096):
+            pass
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+
+
+async def instant(source: PrometheusSource) -> float | None:
+    async with aiohttp.ClientSession() as session:
+        found = await InstantQuery("demand", "up").fetch(source, session, now=100.0, variables={})
+    return found[0].value
+
+
+def test_a_prometheus_that_never_answers_costs_one_timeout_and_says_so() -> None:
+    async def run() -> tuple[str, float]:
+        async with silent() as url:
+            started = time.monotonic()
+            with pytest.raises(MetricsUnavailable) as caught:
+                await instant(PrometheusSource(url, timeout=0.5))
+            return str(caught.value), time.monotonic() - started
+
+    message, elapsed = asyncio.run(run())
+    assert "no answer within 0.5s" in message
+    assert 0.5 <= elapsed < 1.0
+
+
+@pytest.mark.parametrize(("delay", "answered"), [(0.3, True), (0.9, False)])
+def test_an_answer_just_inside_the_budget_counts_and_just_outside_does_not(delay: float, answered: bool) -> None:
+    async def slow(_: web.Request) -> web.Response:
+        await asyncio.sleep(delay)
+        return web.json_response(VECTOR)
+
+    async def run() -> float | None:
+        async with serving(slow) as url:
+            return await instant(PrometheusSource(url, timeout=0.6))
+
+    if answered:
+        assert asyncio.run(run()) == 42.0
+    else:
+        with pytest.raises(MetricsUnavailable, match=r"no answer within 0\.6s"):
+            asyncio.run(run())
+
+
+@pytest.mark.parametrize(("failures", "answered"), [(2, True), (3, False)])
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_transient_errors_are_retried_twice_with_backoff(failures: int, status: int, answered: bool) -> None:
+    hits: list[float] = []
+
+    async def flaky(_: web.Request) -> web.Response:
+        hits.append(time.monotonic())
+        if len(hits) <= failures:
+            return web.Response(status=status)
+        return web.json_response(VECTOR)
+
+    async def run() -> float | None:
+        async with serving(flaky) as url:
+            return await instant(PrometheusSource(url, timeout=5.0, retries=2, backoff=0.1))
+
+    if answered:
+        assert asyncio.run(run()) == 42.0
+    else:
+        with pytest.raises(MetricsUnavailable, match=rf"HTTP {status} \(3 attempts\)"):
+            asyncio.run(run())
+    assert len(hits) == 3
+    assert hits[1] - hits[0] >= 0.1 and hits[2] - hits[1] >= 0.2, "exponential backoff between attempts"
+
+
+def test_a_refused_query_is_not_retried_and_keeps_prometheus_reason() -> None:
+    hits: list[int] = []
+
+    async def bad(_: web.Request) -> web.Response:
+        hits.append(1)
+        body = {"status": "error", "errorType": "bad_data", "error": "parse error at char 3"}
+        return web.json_response(body, status=400)
+
+    async def run() -> float | None:
+        async with serving(bad) as url:
+            return await instant(PrometheusSource(url))
+
+    with pytest.raises(MetricsUnavailable, match="parse error at char 3"):
+        asyncio.run(run())
+    assert hits == [1]
+
+
+def test_a_connection_refused_is_retried_then_reported() -> None:
+    async def run() -> float | None:
+        async with silent() as url:
+            pass  # closed again: nothing listens on the port any more
+        return await instant(PrometheusSource(url, timeout=5.0, retries=1, backoff=0.05))
+
+    with pytest.raises(MetricsUnavailable, match=r"cannot reach Prometheus.*\(2 attempts\)"):
+        asyncio.run(run())
+
+
+def test_tls_is_verified_by_default_and_a_ca_file_is_trusted(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ssl)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+
+    async def ok(_: web.Request) -> web.Response:
+        return web.json_response(VECTOR)
+
+    async def run(ca: str | None) -> float | None:
+        async with serving(ok, ssl_context=server_ssl) as url:
+            return await instant(PrometheusSource(url, ca_file=ca))
+
+    with pytest.raises(MetricsUnavailable, match="certificate verify failed"):
+        asyncio.run(run(None))
+    assert asyncio.run(run(str(ca_file))) == 42.0
+
+
+def test_a_ca_file_that_cannot_be_read_is_an_error_with_its_path(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        _ = PrometheusSource("https://prometheus.invalid", ca_file=str(tmp_path / "missing.pem")).ssl
+
+
+def test_a_range_query_asks_for_the_window_and_sums_the_series() -> None:
+    seen: dict[str, str] = {}
+
+    async def matrix(request: web.Request) -> web.Response:
+        seen.update(request.query)
+        values = [[940.0, "1"], [955.0, "2"]]
+        result = [{"metric": {"pod": "a"}, "values": values}, {"metric": {"pod": "b"}, "values": values}]
+        return web.json_response({"status": "success", "data": {"resultType": "matrix", "result": result}})
+
+    async def run() -> tuple[tuple[float, float], ...]:
+        async with serving(matrix) as url, aiohttp.ClientSession() as session:
+            query = RangeQuery("demand", 'rate(x{ns="$namespace"}[1m])', window_seconds=60.0)
+            evidence = await query.fetch(PrometheusSource(url), session, now=1000.0, variables={"namespace": "a"})
+            return evidence.series
+
+    assert asyncio.run(run()) == ((940.0, 2.0), (955.0, 4.0))
+    assert seen == {"query": 'rate(x{ns="a"}[1m])', "start": "940.000", "end": "1000.000", "step": "15"}
+
+
+def test_an_agents_queries_against_a_silent_prometheus_all_end_absent_within_one_timeout() -> None:
+    """The operator's side: each query the agent asked for is absent with the reason (so the policy's
+    missing-metrics rule applies), and they run at once, so the agent waits one timeout, not one per query."""
+    spec = agent_specs(performance={"type": "performance", "performance": {"demandQuery": "d", "latencyQuery": "l"}})[
+        "performance"
+    ]
+    agent = build_agent("performance", spec)
+
+    async def run() -> tuple[dict[str, Evidence], str | None, float]:
+        async with silent() as url, aiohttp.ClientSession() as session:
+            started = time.monotonic()
+            found, problem = await prometheus_evidence(agent, situation(), PrometheusSource(url, timeout=0.5), session)
+            return found, problem, time.monotonic() - started
+
+    found, problem, elapsed = asyncio.run(run())
+    assert len(agent.evidence_needed()) >= 2
+    assert set(found) == {r.name for r in agent.evidence_needed()}
+    assert all(e.value is None and "no answer within 0.5s" in (e.labels.get("reason", "")) for e in found.values())
+    assert problem is not None and "no answer within 0.5s" in problem
+    assert elapsed < 0.9
