@@ -837,3 +837,25 @@ def test_two_operators_at_once_apply_each_decision_once(
         second.stop()
         if operator.process is None or operator.process.poll() is not None:
             operator.start()
+
+
+def test_two_policies_selecting_one_workload_the_oldest_negotiates_and_both_say_so(
+    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
+) -> None:
+    setup(cluster, emulator, namespace)
+    time.sleep(1.5)  # creation times are in seconds: the second policy is strictly younger
+    apply(cluster, policy(namespace, "second"))
+    wait_until(lambda: replicas(cluster, namespace) > 2, timeout=60, interval=1.0, message="the scale-up")
+
+    def conflict(name: str) -> dict[str, Any] | None:
+        status = get(cluster, "negotiationpolicy", namespace, name).get("status") or {}
+        found = {c["type"]: c for c in status.get("conditions") or []}.get("PolicyConflict")
+        return found if found and found["status"] == "True" else None
+
+    older = wait_until(lambda: conflict("default"), timeout=30, interval=1.0, message="the older policy's condition")
+    younger = wait_until(lambda: conflict("second"), timeout=30, interval=1.0, message="the younger policy's condition")
+    assert "this policy negotiates it" in older["message"]
+    assert f"negotiated by {namespace}/default" in younger["message"]
+    time.sleep(2 * INTERVAL)
+    policies = {n["spec"]["policy"] for n in negotiations(cluster, namespace)}
+    assert policies == {f"{namespace}/default"}, policies

@@ -12,7 +12,15 @@ import pytest
 
 from accord.models.common import from_wire
 from accord.models.policy import ClusterNegotiationPolicySpec, NegotiationPolicySpec
-from accord.operator.scope import ALWAYS_PROTECTED, OPT_IN, PolicyRef, protected_namespaces, reaches, scope_problems
+from accord.operator.scope import (
+    ALWAYS_PROTECTED,
+    OPT_IN,
+    PolicyRef,
+    owner,
+    protected_namespaces,
+    reaches,
+    scope_problems,
+)
 from accord.operator.state import OperatorConfig, State, parse_policy
 from accord.operator.workloads import workload_view
 
@@ -230,3 +238,19 @@ def test_wake_for_wakes_only_the_policies_that_reach_the_workload() -> None:
 def test_parse_policy_refuses_a_cluster_policy_without_its_agents_namespace() -> None:
     with pytest.raises(ValueError, match="agentNamespace"):
         parse_policy(CLUSTER, {"agents": AGENTS})
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        ([], None),
+        ([("2026-01-01T00:00:00Z", "shop/b")], "shop/b"),
+        ([("2026-01-01T00:00:01Z", "shop/a"), ("2026-01-01T00:00:00Z", "shop/b")], "shop/b"),  # a second older
+        ([("2026-01-01T00:00:00Z", "shop/b"), ("2026-01-01T00:00:00Z", "shop/a")], "shop/a"),  # same second: by key
+        ([("2026-01-01T00:00:00Z", "shop/b"), ("2025-12-31T23:59:59Z", "all-teams")], "all-teams"),
+    ],
+)
+def test_at_most_one_policy_negotiates_a_workload_the_oldest(
+    claims: list[tuple[str, str]], expected: str | None
+) -> None:
+    assert owner(claims) == expected

@@ -48,7 +48,7 @@ from accord.operator.recorder import (
     now_iso,
     workload_ref,
 )
-from accord.operator.scope import PolicyRef
+from accord.operator.scope import PolicyRef, owner
 from accord.operator.state import State, parse_policy
 from accord.operator.workloads import WorkloadView, current_placement, pools
 
@@ -77,6 +77,7 @@ class RoundReport:
     failed: int = 0
     metrics_problems: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    overlaps: list[str] = field(default_factory=list)  # workloads another policy also selects
 
 
 class Negotiator:
@@ -184,8 +185,21 @@ class Negotiator:
         # Decisions past their deadline expire before anything new is decided (as in the replay).
         await self.expire_pending(key)
         selected = [w for w in list(self.state.workloads.values()) if self.state.selects(spec, ref, w)]
-        active = [w for w in selected if not w.paused and not w.opted_out]
         report = RoundReport(workloads=len(selected))
+        # At most one policy negotiates a workload: the oldest that selects it; both sides say so.
+        mine = []
+        for w in selected:
+            claims = self.state.claims(w)
+            holder = owner(claims)
+            others = sorted(k for _, k in claims if k != key)
+            what = f"{w.kind} {w.namespace}/{w.name}"
+            if holder == key:
+                mine.append(w)
+                if others:
+                    report.overlaps.append(f"{what} is also selected by {', '.join(others)}; this policy negotiates it")
+            elif holder is not None:
+                report.overlaps.append(f"{what} is negotiated by {holder}, the oldest policy that selects it")
+        active = [w for w in mine if not w.paused and not w.opted_out]
         started = time.monotonic()
         semaphore = asyncio.Semaphore(self.state.config.concurrency)
 
@@ -527,6 +541,13 @@ class Negotiator:
                     f"the missing-metrics rule ({spec.rules.missing_metrics.action.value}) applies: {metrics_msg}"
                     if report.metrics_problems
                     else "every agent has its metrics",
+                    generation,
+                ),
+                condition(
+                    "PolicyConflict",
+                    bool(report.overlaps),
+                    "SelectedByOthers" if report.overlaps else "NoOverlap",
+                    "; ".join(sorted(report.overlaps))[:1000] or "no other policy selects these workloads",
                     generation,
                 ),
                 condition(

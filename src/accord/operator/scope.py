@@ -157,3 +157,11 @@ def reaches(
     if workload.kind not in {k.value for k in spec.kinds}:
         return False
     return spec.selector.matches(workload.labels)
+
+
+def owner(claims: Iterable[tuple[str, str]]) -> str | None:
+    """Of the policies that select one workload, the one that negotiates it: the oldest (by creation
+    time, then key). The others leave it alone and say so. `claims`: (creationTimestamp, key) pairs;
+    RFC 3339 times in UTC order as text."""
+    found = sorted(claims)
+    return found[0][1] if found else None

@@ -103,6 +103,16 @@ class State:
     def selects(self, spec: NegotiationPolicySpec, ref: PolicyRef, workload: WorkloadView) -> bool:
         return reaches(spec, ref, workload, namespace_labels=self.namespace_labels, protected=self.config.protected)
 
+    def claims(self, workload: WorkloadView) -> list[tuple[str, str]]:
+        """(creationTimestamp, key) of every valid policy that selects this workload: `scope.owner` picks
+        the one that negotiates it."""
+        found = []
+        for key, body in list(self.policy_bodies.items()):
+            spec = self.policy(key)
+            if spec is not None and self.selects(spec, PolicyRef.from_key(key), workload):
+                found.append((str((body.get("metadata") or {}).get("creationTimestamp") or ""), key))
+        return found
+
     def scope_problems(self, spec: NegotiationPolicySpec, ref: PolicyRef) -> list[str]:
         return scope_problems(spec, ref, protected=self.config.protected, placements_allowed=self.config.placements)
 
