@@ -859,3 +859,99 @@ def test_two_policies_selecting_one_workload_the_oldest_negotiates_and_both_say_
     time.sleep(2 * INTERVAL)
     policies = {n["spec"]["policy"] for n in negotiations(cluster, namespace)}
     assert policies == {f"{namespace}/default"}, policies
+
+
+def hpa(namespace: str, **meta: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v1",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web", "namespace": namespace, **meta},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 2,
+            "maxReplicas": 5,
+            "targetCPUUtilizationPercentage": 70,
+        },
+    }
+
+
+def test_an_hpa_gets_its_bounds_back_when_the_policy_lets_go(
+    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
+) -> None:
+    apply(cluster, hpa(namespace))
+    setup(cluster, emulator, namespace, coordinateAutoscalers=True)
+    raised = wait_until(
+        lambda: (h := get(cluster, "hpa", namespace, "web"))["spec"]["minReplicas"] > 2 and h,
+        timeout=60,
+        interval=1.0,
+        message="the HPA's minReplicas raised",
+    )
+    assert raised["metadata"]["annotations"]["accord.dev/original-min-replicas"] == "2"
+    assert raised["metadata"]["annotations"]["accord.dev/original-max-replicas"] == "5"
+    cluster.kubectl("delete", "negotiationpolicy", "default", "-n", namespace)
+    back = wait_until(
+        lambda: (h := get(cluster, "hpa", namespace, "web"))["spec"]["minReplicas"] == 2 and h,
+        timeout=30,
+        interval=1.0,
+        message="the HPA's bounds given back",
+    )
+    assert back["spec"]["maxReplicas"] == 5
+    assert not any(k.startswith("accord.dev/original") for k in (back["metadata"].get("annotations") or {}))
+
+
+KEDA_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "scaledobjects.keda.sh"},
+    "spec": {
+        "group": "keda.sh",
+        "scope": "Namespaced",
+        "names": {"kind": "ScaledObject", "plural": "scaledobjects", "singular": "scaledobject"},
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            }
+        ],
+    },
+}
+
+
+def test_an_hpa_owned_by_keda_is_left_to_keda_and_the_policy_says_so(
+    cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
+) -> None:
+    apply(cluster, KEDA_CRD)
+    cluster.kubectl("wait", "--for=condition=Established", "crd/scaledobjects.keda.sh", "--timeout=60s")
+    apply(
+        cluster,
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {"scaleTargetRef": {"name": "web"}},
+        },
+    )
+    owner = get(cluster, "scaledobject", namespace, "web")
+    reference = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "name": "web",
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+    }
+    apply(cluster, hpa(namespace, ownerReferences=[reference]))
+    setup(cluster, emulator, namespace, coordinateAutoscalers=True)
+    held = find(
+        cluster, namespace, lambda n: "KEDA" in (n.get("status") or {}).get("message", ""), message="the held record"
+    )
+    assert phase(held) == "Held"
+    conditions = {c["type"]: c for c in get(cluster, "negotiationpolicy", namespace, "default")["status"]["conditions"]}
+    assert conditions["AutoscalerConflict"]["status"] == "True"
+    assert "KEDA" in conditions["AutoscalerConflict"]["message"]
+    time.sleep(2 * INTERVAL)
+    untouched = get(cluster, "hpa", namespace, "web")
+    assert untouched["spec"]["minReplicas"] == 2
+    assert not (untouched["metadata"].get("annotations") or {})
+    assert replicas(cluster, namespace) == 2

@@ -544,3 +544,20 @@ def test_audit_mode_proposals_are_bounded_by_the_history_limit() -> None:
     assert {r.phase for r in state.records} == {Phase.PROPOSED}
     assert state.latest is not None
     assert state.latest.created == NOW + 30 * 11
+
+
+def test_an_hpa_owned_by_keda_is_never_patched_even_when_the_policy_coordinates() -> None:
+    spec = policy(coordinateAutoscalers=True)
+    outcome = negotiate(
+        policy=spec, situation=situation(replicas=4, now=NOW), agents=seated(wants(6)), evidence={}, history=None
+    )
+    context = lifecycle.Context(
+        policy=spec, policy_key=KEY, workload=WORKLOAD, autoscaler="web", autoscaler_owner="ScaledObject web"
+    )
+    step = lifecycle.decide(Decisions(), outcome, context=context, now=NOW)
+    assert kinds(step) == ["Conflict", "Write", "Emit"]
+    write = step.intents[1]
+    assert isinstance(write, Write)
+    assert write.record.phase is Phase.HELD
+    assert "KEDA" in write.message
+    assert not any(isinstance(i, Execute) for i in step.intents)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from accord.models.policy import NegotiationPolicySpec
-from accord.operator.workloads import current_placement, placed_scheduling, pools, workload_view
+from accord.operator.workloads import autoscaler_view, current_placement, placed_scheduling, pools, workload_view
 
 
 def deployment(**over: Any) -> dict[str, Any]:
@@ -245,3 +245,43 @@ def test_tolerations_compare_in_one_form() -> None:
     assert moved["tolerations"] == [{"key": "x"}]
     again = placed_scheduling({"tolerations": [SPOT, DEDICATED]}, MOVES, pool("b"))
     assert again["tolerations"] == [DEDICATED, SPOT]
+
+
+def hpa_body(**meta: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web", "namespace": "shop", **meta},
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 2, "maxReplicas": 10},
+    }
+
+
+def test_an_hpa_view_knows_its_target_bounds_and_what_accord_raised() -> None:
+    plain = autoscaler_view(hpa_body())
+    assert (plain.target, plain.min_replicas, plain.max_replicas, plain.original, plain.keda_owner) == (
+        "Deployment/shop/web",
+        2,
+        10,
+        None,
+        None,
+    )
+    raised = autoscaler_view(
+        hpa_body(annotations={"accord.dev/original-min-replicas": "2", "accord.dev/original-max-replicas": "10"})
+    )
+    assert raised.original == (2, 10)
+    unset_min = autoscaler_view(
+        hpa_body(annotations={"accord.dev/original-min-replicas": "", "accord.dev/original-max-replicas": "10"})
+    )
+    assert unset_min.original == (None, 10)
+    garbled = autoscaler_view(hpa_body(annotations={"accord.dev/original-max-replicas": "ten"}))
+    assert garbled.original is None
+
+
+@pytest.mark.parametrize(
+    ("owner", "keda"),
+    [
+        ({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "web"}, "ScaledObject web"),
+        ({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, None),
+        ({"apiVersion": "keda.shop/v1", "kind": "ScaledObject", "name": "web"}, None),
+    ],
+)
+def test_an_hpa_owned_by_keda_is_known_as_such(owner: dict[str, str], keda: str | None) -> None:
+    assert autoscaler_view(hpa_body(ownerReferences=[{**owner, "uid": "u"}])).keda_owner == keda

@@ -208,6 +208,7 @@ class Context:
     policy_key: str
     workload: WorkloadRef
     autoscaler: str | None = None  # the HorizontalPodAutoscaler that manages the replicas, if any
+    autoscaler_owner: str | None = None  # what owns that HPA and reconciles it (a KEDA ScaledObject)
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,14 +375,23 @@ def decide(state: Decisions, outcome: Outcome, *, context: Context, now: float) 
             policy=policy,
             now=now,
         )
-    if context.autoscaler is not None and not policy.coordinate_autoscalers:
-        message = (
-            f"HorizontalPodAutoscaler {context.autoscaler} manages the replicas; not applied. "
-            "Set spec.coordinateAutoscalers to work through its minReplicas."
-        )
+    if context.autoscaler is not None and (context.autoscaler_owner is not None or not policy.coordinate_autoscalers):
+        if context.autoscaler_owner is not None:
+            # KEDA reconciles the HPA it owns back: patching it would be an endless fight.
+            message = (
+                f"HorizontalPodAutoscaler {context.autoscaler} is owned by KEDA {context.autoscaler_owner}, "
+                "which reverts any change to it; not applied. "
+                "Set the ScaledObject's minReplicaCount, or opt the workload out."
+            )
+        else:
+            message = (
+                f"HorizontalPodAutoscaler {context.autoscaler} manages the replicas; not applied. "
+                "Set spec.coordinateAutoscalers to work through its minReplicas."
+            )
         conflict = Conflict(
             f"{context.workload.kind} {context.workload.namespace}/{context.workload.name} "
             f"is managed by HPA {context.autoscaler}"
+            + (f" (owned by KEDA {context.autoscaler_owner})" if context.autoscaler_owner else "")
         )
         if latest is not None and latest.signature == sig + AUTOSCALER_HELD:
             return Step(state, (conflict,))

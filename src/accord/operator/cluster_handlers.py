@@ -35,8 +35,10 @@ def namespace_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) 
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def cluster_policy_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+async def cluster_policy_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
     remember_policy(memo["state"], PolicyRef(body.get("metadata", {}).get("name", "")).key, event, body)
+    if event.get("type") == "DELETED":
+        await _negotiator(memo).release_autoscalers()
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0, initial_delay=3.0)

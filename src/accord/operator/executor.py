@@ -24,7 +24,16 @@ from kubernetes.client.exceptions import ApiException
 from accord.models.policy import NegotiationPolicySpec
 from accord.negotiation.lifecycle import Command, Decisions, Done, Failed, Live, Refused, Result, revalidate
 from accord.operator.kube import Kube, conflict, not_found
-from accord.operator.workloads import NEGOTIATION, WorkloadView, current_placement, placed_scheduling, workload_view
+from accord.operator.workloads import (
+    NEGOTIATION,
+    ORIGINAL_MAX,
+    ORIGINAL_MIN,
+    AutoscalerView,
+    WorkloadView,
+    current_placement,
+    placed_scheduling,
+    workload_view,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +60,7 @@ class Executor:
         command: Command,
         *,
         policy: NegotiationPolicySpec | None,
-        hpa: tuple[str, int | None, int] | None,
+        hpa: AutoscalerView | None,
         decisions: Decisions,
         now: float,
         reaches: Callable[[WorkloadView], bool],
@@ -65,7 +74,7 @@ class Executor:
 
     async def _attempts(self, command: Command, **given: Any) -> Result:
         policy: NegotiationPolicySpec | None = given["policy"]
-        hpa: tuple[str, int | None, int] | None = given["hpa"]
+        hpa: AutoscalerView | None = given["hpa"]
         decisions: Decisions = given["decisions"]
         now: float = given["now"]
         reaches: Callable[[WorkloadView], bool] = given["reaches"]
@@ -200,27 +209,52 @@ class Executor:
             field_manager=FIELD_MANAGER,
         )
 
-    async def _through_hpa(
-        self, command: Command, policy: NegotiationPolicySpec, hpa: tuple[str, int | None, int]
-    ) -> Result:
-        name, low, high = hpa
+    async def _through_hpa(self, command: Command, policy: NegotiationPolicySpec, hpa: AutoscalerView) -> Result:
         ref = command.workload
         target = command.target.replicas
+        if hpa.keda_owner is not None:
+            return Failed(f"HorizontalPodAutoscaler {hpa.name} is owned by KEDA {hpa.keda_owner}; it is not patched")
         if not policy.coordinate_autoscalers:
             return Failed(
-                f"HorizontalPodAutoscaler {name} manages the replicas of {ref.kind} {ref.namespace}/{ref.name}; "
+                f"HorizontalPodAutoscaler {hpa.name} manages the replicas of {ref.kind} {ref.namespace}/{ref.name}; "
                 "set spec.coordinateAutoscalers to work through its minReplicas"
             )
         if command.target.placement != command.current.placement:
             return Failed("placement changes of a workload under an HPA are not coordinated")
-        patch = {"spec": {"minReplicas": max(1, target), "maxReplicas": max(high, target)}}
+        patch: dict[str, Any] = {"spec": {"minReplicas": max(1, target), "maxReplicas": max(hpa.max_replicas, target)}}
+        if hpa.original is None:
+            # What the HPA's owner set, kept on the HPA itself: given back when Accord lets go (`release`).
+            patch["metadata"] = {
+                "annotations": {
+                    ORIGINAL_MIN: "" if hpa.min_replicas is None else str(hpa.min_replicas),
+                    ORIGINAL_MAX: str(hpa.max_replicas),
+                }
+            }
         await self.kube.call(
             "patch horizontalpodautoscalers",
             self.kube.autoscaling.patch_namespaced_horizontal_pod_autoscaler,
-            name,
+            hpa.name,
             ref.namespace,
             patch,
         )
         await self._stamp(ref.kind, ref.namespace, ref.name, command.record)
-        log.info("set HPA %s/%s minReplicas %s -> %s", ref.namespace, name, low, target)
+        log.info("set HPA %s/%s minReplicas %s -> %s", ref.namespace, hpa.name, hpa.min_replicas, target)
         return Done(target, command.current.placement, "hpa")
+
+    async def release(self, hpa: AutoscalerView) -> None:
+        """Give an HPA back the bounds it had before Accord raised them, and forget them."""
+        if hpa.original is None:
+            return
+        low, high = hpa.original
+        patch = {
+            "metadata": {"annotations": {ORIGINAL_MIN: None, ORIGINAL_MAX: None}},
+            "spec": {"minReplicas": low, "maxReplicas": high},
+        }
+        await self.kube.call(
+            "patch horizontalpodautoscalers",
+            self.kube.autoscaling.patch_namespaced_horizontal_pod_autoscaler,
+            hpa.name,
+            hpa.namespace,
+            patch,
+        )
+        log.info("gave HPA %s/%s its bounds back: minReplicas %s, maxReplicas %s", hpa.namespace, hpa.name, low, high)

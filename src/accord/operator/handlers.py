@@ -33,7 +33,7 @@ from accord.operator.leadership import Leadership
 from accord.operator.loop import Negotiator
 from accord.operator.recorder import condition, merge_conditions
 from accord.operator.state import AgentEntry, OperatorConfig, State
-from accord.operator.workloads import workload_view
+from accord.operator.workloads import autoscaler_view, workload_view
 
 log = logging.getLogger(__name__)
 
@@ -241,13 +241,12 @@ def node_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> No
 @kopf.on.event("autoscaling", "v1", "horizontalpodautoscalers")
 def hpa_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
     state: State = memo["state"]
-    spec = body.get("spec") or {}
-    target = spec.get("scaleTargetRef") or {}
-    key = f"{target.get('kind')}/{body.get('metadata', {}).get('namespace')}/{target.get('name')}"
+    view = autoscaler_view(body)
     if event.get("type") == "DELETED":
-        state.hpas.pop(key, None)
+        if state.hpas.get(view.target) is not None and state.hpas[view.target].name == view.name:
+            del state.hpas[view.target]
     else:
-        state.hpas[key] = (body["metadata"]["name"], spec.get("minReplicas"), int(spec.get("maxReplicas") or 1))
+        state.hpas[view.target] = view
 
 
 @kopf.on.event(GROUP, VERSION, "agents")
@@ -325,9 +324,11 @@ def agent_spec(raw: Mapping[str, Any], allowed_hosts: Sequence[str]) -> tuple[Ag
 
 
 @kopf.on.event(GROUP, VERSION, "negotiationpolicies")
-def policy_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+async def policy_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
     meta = body.get("metadata", {})
     remember_policy(memo["state"], f"{meta.get('namespace')}/{meta.get('name')}", event, body)
+    if event.get("type") == "DELETED":
+        await _negotiator(memo).release_autoscalers()  # what the policy raised goes back to the HPAs' owners
 
 
 def remember_policy(state: State, key: str, event: kopf.RawEvent, body: kopf.Body) -> None:

@@ -247,6 +247,7 @@ class Negotiator:
                 report.negotiated += 1
             observability.WORKLOAD_SECONDS.observe(g.seconds + (done or 0.0))
         observability.ROUND_SECONDS.labels(policy=key).observe(time.monotonic() - started)
+        await self.release_autoscalers()
         await self.policy_status(ref.namespace, name, body, spec, report, generation)
         await self.agent_status(agents_ns, table)
         return float(spec.interval_seconds)
@@ -354,7 +355,11 @@ class Negotiator:
             hpa = self.state.hpas.get(key)
             ref = WorkloadRef.model_validate({"kind": w.kind, "namespace": w.namespace, "name": w.name, "uid": w.uid})
             context = lifecycle.Context(
-                policy=spec, policy_key=policy_key, workload=ref, autoscaler=None if hpa is None else hpa[0]
+                policy=spec,
+                policy_key=policy_key,
+                workload=ref,
+                autoscaler=None if hpa is None else hpa.name,
+                autoscaler_owner=None if hpa is None else hpa.keda_owner,
             )
             # A record an interrupted apply left Proposed is closed against the workload first.
             resumed = lifecycle.resume(decisions, live=situation.current)
@@ -419,6 +424,29 @@ class Negotiator:
     def reaches(self, policy: NegotiationPolicySpec | None, ref: PolicyRef, workload: WorkloadView) -> bool:
         """Whether the policy, as it is now, still reaches the workload as the executor read it."""
         return policy is not None and self.state.selects(policy, ref, workload)
+
+    async def release_autoscalers(self) -> None:
+        """HPAs whose bounds Accord raised are given them back once no policy coordinates with them any
+        more (the policy deleted or changed, the workload opted out or gone)."""
+        for key, hpa in list(self.state.hpas.items()):
+            if hpa.original is None or self.following:
+                continue
+            w = self.state.workloads.get(key)
+            if w is not None and not w.opted_out and self.coordinated(w):
+                continue
+            self.fence()
+            try:
+                await self.executor.release(hpa)
+            except ApiException as exc:
+                log.warning("could not give HPA %s/%s its bounds back: %s", hpa.namespace, hpa.name, exc.reason)
+
+    def coordinated(self, workload: WorkloadView) -> bool:
+        """Whether a policy that selects the workload works through its HPA."""
+        for _, key in self.state.claims(workload):
+            spec = self.state.policy(key)
+            if spec is not None and spec.coordinate_autoscalers:
+                return True
+        return False
 
     async def expire_pending(self, policy_key: str) -> None:
         now = self.clock()

@@ -20,7 +20,7 @@ from accord.models.policy import ClusterNegotiationPolicySpec, NegotiationPolicy
 from accord.negotiation.lifecycle import Decisions
 from accord.negotiation.trust import PendingCheck, TrustState
 from accord.operator.scope import PolicyRef, protected_namespaces, reaches, scope_problems
-from accord.operator.workloads import WorkloadView
+from accord.operator.workloads import AutoscalerView, WorkloadView
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class State:
     config: OperatorConfig
     workloads: dict[str, WorkloadView] = field(default_factory=dict)
     nodes: dict[str, Mapping[str, str]] = field(default_factory=dict)
-    hpas: dict[str, tuple[str, int | None, int]] = field(default_factory=dict)  # workload key -> (name, min, max)
+    hpas: dict[str, AutoscalerView] = field(default_factory=dict)  # workload key -> its HPA
     agents: dict[str, AgentEntry] = field(default_factory=dict)  # namespace/name
     trust: dict[str, TrustState] = field(default_factory=dict)  # namespace/name
     checks: list[PendingCheck] = field(default_factory=list)  # predictions waiting to be checked

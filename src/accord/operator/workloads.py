@@ -262,3 +262,51 @@ def placed_scheduling(pod_spec: Mapping[str, Any], policy: NegotiationPolicySpec
         _clean(target.affinity or {}),
     )
     return {"nodeSelector": selector or None, "tolerations": tolerations or None, "affinity": affinity or None}
+
+
+ORIGINAL_MIN = "accord.dev/original-min-replicas"
+ORIGINAL_MAX = "accord.dev/original-max-replicas"
+
+
+@dataclass(frozen=True, slots=True)
+class AutoscalerView:
+    """A HorizontalPodAutoscaler as the operator needs it: its bounds, what they were before Accord
+    raised them (kept in its annotations, so that they can be given back), and a KEDA ScaledObject
+    that owns it (KEDA reconciles its HPA: a patch of it would be reverted, an endless fight)."""
+
+    name: str
+    namespace: str
+    target: str  # the key of the workload it scales
+    min_replicas: int | None
+    max_replicas: int
+    original: tuple[int | None, int] | None = None
+    keda_owner: str | None = None
+
+
+def autoscaler_view(body: Mapping[str, Any]) -> AutoscalerView:
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    target = spec.get("scaleTargetRef") or {}
+    annotations = meta.get("annotations") or {}
+    original = None
+    high = str(annotations.get(ORIGINAL_MAX, ""))
+    if high.isdigit():
+        low = str(annotations.get(ORIGINAL_MIN, ""))
+        original = (int(low) if low.isdigit() else None, int(high))
+    keda = next(
+        (
+            f"{o.get('kind')} {o.get('name')}"
+            for o in meta.get("ownerReferences") or []
+            if str(o.get("apiVersion", "")).startswith("keda.sh/")
+        ),
+        None,
+    )
+    return AutoscalerView(
+        name=str(meta.get("name", "")),
+        namespace=str(meta.get("namespace", "")),
+        target=f"{target.get('kind')}/{meta.get('namespace')}/{target.get('name')}",
+        min_replicas=spec.get("minReplicas"),
+        max_replicas=int(spec.get("maxReplicas") or 1),
+        original=original,
+        keda_owner=keda,
+    )
