@@ -230,16 +230,20 @@ class Executor:
                     ORIGINAL_MAX: str(hpa.max_replicas),
                 }
             }
-        await self.kube.call(
-            "patch horizontalpodautoscalers",
-            self.kube.autoscaling.patch_namespaced_horizontal_pod_autoscaler,
-            hpa.name,
-            ref.namespace,
-            patch,
-        )
+        await self._patch_hpa(hpa, patch)
         await self._stamp(ref.kind, ref.namespace, ref.name, command.record)
         log.info("set HPA %s/%s minReplicas %s -> %s", ref.namespace, hpa.name, hpa.min_replicas, target)
         return Done(target, command.current.placement, "hpa")
+
+    async def _patch_hpa(self, hpa: AutoscalerView, patch: dict[str, Any]) -> None:
+        api = self.kube.autoscaling
+        await self.kube.call(
+            "patch horizontalpodautoscalers",
+            api.patch_namespaced_horizontal_pod_autoscaler,
+            hpa.name,
+            hpa.namespace,
+            patch,
+        )
 
     async def release(self, hpa: AutoscalerView) -> None:
         """Give an HPA back the bounds it had before Accord raised them, and forget them."""
@@ -250,11 +254,5 @@ class Executor:
             "metadata": {"annotations": {ORIGINAL_MIN: None, ORIGINAL_MAX: None}},
             "spec": {"minReplicas": low, "maxReplicas": high},
         }
-        await self.kube.call(
-            "patch horizontalpodautoscalers",
-            self.kube.autoscaling.patch_namespaced_horizontal_pod_autoscaler,
-            hpa.name,
-            hpa.namespace,
-            patch,
-        )
+        await self._patch_hpa(hpa, patch)
         log.info("gave HPA %s/%s its bounds back: minReplicas %s, maxReplicas %s", hpa.namespace, hpa.name, low, high)
