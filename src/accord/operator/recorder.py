@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,9 +57,17 @@ def merge_conditions(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> li
     return list(by_type.values())
 
 
+# An Event repeated within this many seconds is counted on the first one instead of written again, so
+# that a condition that lasts (a held decision, an autoscaler conflict) keeps one Event, not one a round.
+REPEAT_WINDOW = 3600.0
+REMEMBERED_EVENTS = 4096
+
+
 class Recorder:
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
+        # (namespace, kind, name, uid, reason, message, type) -> (Event name, count, first time)
+        self.seen: OrderedDict[tuple[str, ...], tuple[str, int, float]] = OrderedDict()
 
     async def write(self, namespace: str, write: Write) -> None:
         """Create the record the lifecycle decided to write, then its status (a subresource)."""
@@ -139,8 +148,35 @@ class Recorder:
             "reportingComponent": "accord",
             "reportingInstance": "accord-operator",
         }
+        key = (
+            namespace,
+            str(involved.get("kind")),
+            str(meta.get("name")),
+            str(meta.get("uid")),
+            reason,
+            message,
+            type_,
+        )
         try:
-            await self.kube.call("create events", self.kube.core.create_namespaced_event, namespace, body)
+            seen = self.seen.get(key)
+            if seen is not None and ts.timestamp() - seen[2] < REPEAT_WINDOW:
+                # The same Event again: counted on the one object, as kubectl's and client-go's recorders do.
+                count = seen[1] + 1
+                try:
+                    patch = {"count": count, "lastTimestamp": ts.isoformat()}
+                    await self.kube.call(
+                        "patch events", self.kube.core.patch_namespaced_event, seen[0], namespace, patch
+                    )
+                    self.seen[key] = (seen[0], count, seen[2])
+                    self.seen.move_to_end(key)
+                    return
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+            created = await self.kube.call("create events", self.kube.core.create_namespaced_event, namespace, body)
+            self.seen[key] = (str(created.metadata.name), 1, ts.timestamp())
+            while len(self.seen) > REMEMBERED_EVENTS:
+                self.seen.popitem(last=False)
         except ApiException as exc:
             log.warning("could not post event %s on %s/%s: %s", reason, namespace, meta.get("name"), exc.reason)
 
