@@ -213,6 +213,9 @@ def operator_args(
         "--webhook-configurations=external",
         f"--webhook-cert={certfile}",
         f"--webhook-key={keyfile}",
+        # The Lease the chart's replicas hold, and which its Role lets the ServiceAccount hold.
+        f"--lease-namespace={release[1]}",
+        f"--lease-name={name}",
     )
 
 
