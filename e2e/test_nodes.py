@@ -1,0 +1,257 @@
+"""Pods that run: the real kube-scheduler binds them to simulated Nodes whose simulated kubelets start them.
+
+What a user checks with `kubectl get pods -o wide` (the NODE, STATUS and READY columns):
+
+- a Deployment's pods are scheduled onto the simulated nodes that tolerate and match them, go Running,
+  and are Ready only once their start-up delay has passed;
+- a negotiated placement move (two pools, the cheap one chosen on the cost agent's prices) puts every
+  pod of the workload on nodes of the target pool, Ready, the workload's own selector key and
+  toleration intact: the scheduler, not a field comparison, proves the tolerations were swapped;
+- a spot node reclaimed under a notice is tainted and drained, its pods come back Ready on the
+  pool's other node, and the Node is gone once the notice has run out.
+
+The simulated nodes (accord_dev.cluster.kubelets) belong to this module: pools named with a random
+prefix, deleted at its end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from accord_dev.cluster.emulator import WorkloadEmulator
+from accord_dev.cluster.kubelets import READY_AFTER_ANNOTATION, RECLAIM_TAINT_KEY, Pool, SimulatedKubelets, Taint
+from providers import Cluster, wait_until
+from test_operator import (  # noqa: F401 - fixtures
+    accord_prometheus,
+    agents,
+    apply,
+    crds,
+    deployment,
+    find,
+    get,
+    operator,
+    operator_args,
+    operator_kubeconfig,
+    phase,
+    policy,
+    prometheus_port,
+    webhook_port,
+)
+
+PREFIX = f"e2e-{secrets.token_hex(2)}-"
+POOL_KEY = "e2e-pool"
+
+
+def pool_label(pool: str) -> str:
+    return f"{PREFIX}{pool}"
+
+
+@pytest.fixture(scope="module")
+def kubelets(cluster: Cluster) -> Iterator[SimulatedKubelets]:
+    pools = [
+        Pool("general", 2, {POOL_KEY: pool_label("general")}, cpu="2", memory="8Gi"),
+        Pool("dear", 2, {POOL_KEY: pool_label("dear")}, (Taint("pool", "dear"),)),
+        Pool("cheap", 2, {POOL_KEY: pool_label("cheap")}, (Taint("pool", "cheap"),)),
+        Pool("spot", 2, {POOL_KEY: pool_label("spot")}, (Taint("pool", "spot"),)),
+    ]
+    with SimulatedKubelets(cluster.api_client(), pools, prefix=PREFIX) as nodes:
+        yield nodes
+
+
+def pods_wide(cluster: Cluster, namespace: str, selector: str = "app=web") -> list[dict[str, str]]:
+    """`kubectl get pods -o wide`, as a user reads it: one row per pod, by column."""
+    out = cluster.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "wide", "--no-headers").stdout
+    rows = []
+    for line in out.splitlines():
+        cells = line.split()
+        if cells:
+            rows.append({"name": cells[0], "ready": cells[1], "status": cells[2], "ip": cells[5], "node": cells[6]})
+    return rows
+
+
+def all_ready_on(rows: list[dict[str, str]], nodes: list[str], count: int) -> list[dict[str, str]] | None:
+    """The rows, if exactly `count` pods are listed, every one Running, 1/1 Ready, on one of `nodes`."""
+    ok = len(rows) == count and all(
+        r["status"] == "Running" and r["ready"] == "1/1" and r["node"] in nodes for r in rows
+    )
+    return rows if ok else None
+
+
+def pinned(namespace: str, pool: str, replicas: int, *, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """A Deployment that selects `pool` and tolerates its taint."""
+    body = deployment(namespace, "web", replicas=replicas)
+    spec = body["spec"]["template"]["spec"]
+    spec["nodeSelector"] = {POOL_KEY: pool_label(pool)}
+    spec["tolerations"] = [{"key": "pool", "operator": "Equal", "value": pool, "effect": "NoSchedule"}]
+    if annotations:
+        body["spec"]["template"]["metadata"]["annotations"] = annotations
+    return body
+
+
+def seconds_to_ready(pod: dict[str, Any]) -> float:
+    def at(stamp: str) -> float:
+        return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+    ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+    return at(ready["lastTransitionTime"]) - at(pod["status"]["startTime"])
+
+
+# -- tests -------------------------------------------------------------------------------------------------------
+def test_pods_are_scheduled_onto_simulated_nodes_and_become_ready(
+    cluster: Cluster, kubelets: SimulatedKubelets, namespace: str
+) -> None:
+    nodes = cluster.kubectl("get", "nodes", "-l", f"{POOL_KEY}={pool_label('general')}", "--no-headers").stdout
+    assert [line.split()[1] for line in nodes.splitlines()] == ["Ready", "Ready"]
+    leases = json.loads(cluster.kubectl("get", "lease", "-n", "kube-node-lease", "-o", "json").stdout)["items"]
+    assert {lease["metadata"]["name"] for lease in leases} >= set(kubelets.node_names)
+
+    general = kubelets.nodes_of("general")
+    web = deployment(namespace, "web", replicas=3)
+    web["spec"]["template"]["spec"]["nodeSelector"] = {POOL_KEY: pool_label("general")}
+    web["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {
+        "tcpSocket": {"port": 80},
+        "initialDelaySeconds": 4,
+    }
+    apply(cluster, web)
+    rows = wait_until(
+        lambda: all_ready_on(pods_wide(cluster, namespace), general, 3),
+        timeout=60,
+        message="3 Ready pods on the general pool",
+    )
+    assert len({r["ip"] for r in rows}) == 3, "each pod has an address of its own"
+    assert {r["node"] for r in rows} <= set(general)
+    # The readinessProbe's initialDelaySeconds is the start-up delay: not Ready before 4 s, Ready soon after.
+    for pod in get(cluster, "pods", namespace)["items"]:
+        assert 4 <= seconds_to_ready(pod) <= 7, pod["metadata"]["name"]
+    shown = get(cluster, "deployment", namespace, "web")["status"]
+    assert shown["readyReplicas"] == shown["availableReplicas"] == 3
+
+    # The annotation overrides the probe; scaling down deletes pods gracefully, and they are gone.
+    cluster.kubectl(
+        "patch", "deployment", "web", "-n", namespace, "--type=merge", "-p",
+        json.dumps({"spec": {"replicas": 1, "template": {"metadata": {"annotations": {READY_AFTER_ANNOTATION: "0"}}}}}),
+    )  # fmt: skip
+    rows = wait_until(
+        lambda: all_ready_on(pods_wide(cluster, namespace), general, 1),
+        timeout=60,
+        message="1 Ready pod after the rollout and the scale-down",
+    )
+    pod = get(cluster, "pod", namespace, rows[0]["name"])
+    assert seconds_to_ready(pod) <= 2
+
+
+def test_pods_that_fit_no_node_stay_pending_with_the_schedulers_reason(
+    cluster: Cluster, kubelets: SimulatedKubelets, namespace: str
+) -> None:
+    """The dear pool is tainted: a pod selecting it without the toleration is not scheduled."""
+    web = deployment(namespace, "web", replicas=1)
+    web["spec"]["template"]["spec"]["nodeSelector"] = {POOL_KEY: pool_label("dear")}
+    apply(cluster, web)
+
+    def unschedulable() -> str | None:
+        for pod in get(cluster, "pods", namespace)["items"]:
+            for c in pod["status"].get("conditions") or []:
+                if c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable":
+                    return str(c["message"])
+        return None
+
+    message = wait_until(unschedulable, timeout=30, message="the scheduler's Unschedulable condition")
+    assert "taint" in message
+    rows = pods_wide(cluster, namespace)
+    assert [(r["status"], r["node"]) for r in rows] == [("Pending", "<none>")]
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_negotiated_move_puts_every_pod_on_the_target_pool_ready(
+    cluster: Cluster, emulator: WorkloadEmulator, kubelets: SimulatedKubelets, namespace: str
+) -> None:
+    """Moved from the dear pool to the cheap one on the cost agent's prices: every pod lands on a cheap
+    node and is Ready; the workload's own selector key and toleration are still there."""
+    own_toleration = {"key": "dedicated", "operator": "Equal", "value": "web", "effect": "NoSchedule"}
+    placements = [
+        {
+            "name": name,
+            "nodeSelector": {POOL_KEY: pool_label(name)},
+            "tolerations": [{"key": "pool", "operator": "Equal", "value": name, "effect": "NoSchedule"}],
+            "pricePerPodHour": price,
+        }
+        for name, price in (("dear", 1.0), ("cheap", 0.1))
+    ]
+    web = pinned(namespace, "dear", 3)
+    web["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/os"] = "linux"
+    web["spec"]["template"]["spec"]["tolerations"].insert(0, own_toleration)
+    dear, cheap = kubelets.nodes_of("dear"), kubelets.nodes_of("cheap")
+    # The workload runs on the dear pool before any policy reaches it.
+    apply(cluster, web)
+    wait_until(lambda: all_ready_on(pods_wide(cluster, namespace), dear, 3), timeout=60, message="3 Ready pods on dear")
+
+    emulator.add_workload(namespace, "web", demand=150.0)
+    apply(
+        cluster,
+        *agents(namespace),
+        policy(
+            namespace,
+            placements=placements,
+            rules={"minConfidence": 0.3, "requireApproval": {"placementChange": False}},
+        ),
+    )
+    moved = find(
+        cluster,
+        namespace,
+        lambda n: phase(n) == "Applied" and n["spec"]["outcome"]["target"]["placement"] == "cheap",
+        timeout=90,
+        message="an applied move to the cheap pool",
+    )
+    assert moved["spec"]["current"]["placement"] == "dear"
+
+    def moved_and_ready() -> list[dict[str, str]] | None:
+        wanted = int(get(cluster, "deployment", namespace, "web")["spec"]["replicas"])
+        return all_ready_on(pods_wide(cluster, namespace), cheap, wanted)
+
+    rows = wait_until(moved_and_ready, timeout=90, message="every pod of web Ready on the cheap pool")
+    assert not {r["node"] for r in rows} & set(dear)
+    for row in rows:
+        pod = get(cluster, "pod", namespace, row["name"])["spec"]
+        assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", POOL_KEY: pool_label("cheap")}
+        assert own_toleration in pod["tolerations"]
+        assert not [t for t in pod["tolerations"] if t.get("key") == "pool" and t.get("value") == "dear"]
+    status = get(cluster, "deployment", namespace, "web")["status"]
+    assert status["updatedReplicas"] == status["readyReplicas"] == status["replicas"] == len(rows)
+
+
+def test_a_reclaimed_spot_nodes_pods_are_rescheduled(
+    cluster: Cluster, kubelets: SimulatedKubelets, namespace: str
+) -> None:
+    """The notice taints and drains the node; its pods come back Ready on the other spot node; then it is gone."""
+    spot = kubelets.nodes_of("spot")
+    apply(cluster, pinned(namespace, "spot", 2, annotations={READY_AFTER_ANNOTATION: "1"}))
+    rows = wait_until(
+        lambda: all_ready_on(pods_wide(cluster, namespace), spot, 2), timeout=60, message="2 Ready pods on spot"
+    )
+    victim = rows[0]["node"]
+    survivor = next(n for n in spot if n != victim)
+    before = {r["name"] for r in rows}
+
+    kubelets.reclaim(victim, notice_seconds=8)
+    noticed = json.loads(cluster.kubectl("get", "node", victim, "-o", "json").stdout)["spec"]
+    assert {"key": RECLAIM_TAINT_KEY, "value": "true", "effect": "NoSchedule"} in noticed["taints"]
+    assert noticed["unschedulable"] is True
+    rows = wait_until(
+        lambda: all_ready_on(pods_wide(cluster, namespace), [survivor], 2),
+        timeout=60,
+        message="both pods Ready on the surviving spot node",
+    )
+    assert {r["name"] for r in rows} != before, "the reclaimed node's pod was replaced"
+    wait_until(
+        lambda: victim not in cluster.kubectl("get", "nodes", "--no-headers").stdout,
+        timeout=30,
+        message=f"node {victim} deleted after its notice",
+    )
+    assert all_ready_on(pods_wide(cluster, namespace), [survivor], 2)
