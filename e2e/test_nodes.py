@@ -29,17 +29,14 @@ from accord_dev.cluster.kubelets import READY_AFTER_ANNOTATION, RECLAIM_TAINT_KE
 from providers import Cluster, wait_until
 from test_operator import (  # noqa: F401 - fixtures
     accord_prometheus,
-    agents,
     apply,
     crds,
     deployment,
-    find,
     get,
+    negotiated_move,
     operator,
     operator_args,
     operator_kubeconfig,
-    phase,
-    policy,
     prometheus_port,
     webhook_port,
 )
@@ -192,23 +189,7 @@ def test_a_negotiated_move_puts_every_pod_on_the_target_pool_ready(
     apply(cluster, web)
     wait_until(lambda: all_ready_on(pods_wide(cluster, namespace), dear, 3), timeout=60, message="3 Ready pods on dear")
 
-    emulator.add_workload(namespace, "web", demand=150.0)
-    apply(
-        cluster,
-        *agents(namespace),
-        policy(
-            namespace,
-            placements=placements,
-            rules={"minConfidence": 0.3, "requireApproval": {"placementChange": False}},
-        ),
-    )
-    moved = find(
-        cluster,
-        namespace,
-        lambda n: phase(n) == "Applied" and n["spec"]["outcome"]["target"]["placement"] == "cheap",
-        timeout=90,
-        message="an applied move to the cheap pool",
-    )
+    moved = negotiated_move(cluster, emulator, namespace, placements, "cheap")
     assert moved["spec"]["current"]["placement"] == "dear"
 
     def moved_and_ready() -> list[dict[str, str]] | None:
