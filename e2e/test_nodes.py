@@ -8,7 +8,10 @@ What a user checks with `kubectl get pods -o wide` (the NODE, STATUS and READY c
   pod of the workload on nodes of the target pool, Ready, the workload's own selector key and
   toleration intact: the scheduler, not a field comparison, proves the tolerations were swapped;
 - a spot node reclaimed under a notice is tainted and drained, its pods come back Ready on the
-  pool's other node, and the Node is gone once the notice has run out.
+  pool's other node, and the Node is gone once the notice has run out;
+- a drained node is cordoned and its pods move, a PodDisruptionBudget respected; a node that stops
+  heartbeating is marked NotReady and unreachable by the node lifecycle controller, and its pods
+  stop being Ready, as on a real cluster.
 
 The simulated nodes (accord_dev.cluster.kubelets) belong to this module: pools named with a random
 prefix, deleted at its end.
@@ -56,6 +59,7 @@ def kubelets(cluster: Cluster) -> Iterator[SimulatedKubelets]:
         Pool("dear", 2, {POOL_KEY: pool_label("dear")}, (Taint("pool", "dear"),)),
         Pool("cheap", 2, {POOL_KEY: pool_label("cheap")}, (Taint("pool", "cheap"),)),
         Pool("spot", 2, {POOL_KEY: pool_label("spot")}, (Taint("pool", "spot"),)),
+        Pool("edge", 2, {POOL_KEY: pool_label("edge")}, (Taint("pool", "edge"),)),
     ]
     with SimulatedKubelets(cluster.api_client(), pools, prefix=PREFIX) as nodes:
         yield nodes
@@ -236,3 +240,68 @@ def test_a_reclaimed_spot_nodes_pods_are_rescheduled(
         message=f"node {victim} deleted after its notice",
     )
     assert all_ready_on(pods_wide(cluster, namespace), [survivor], 2)
+
+
+def node_row(cluster: Cluster, name: str) -> list[str]:
+    """`kubectl get node NAME --no-headers`: NAME STATUS ROLES AGE VERSION."""
+    return cluster.kubectl("get", "node", name, "--no-headers").stdout.split()
+
+
+def test_a_drained_node_moves_its_pods_and_a_lost_node_goes_not_ready(
+    cluster: Cluster, kubelets: SimulatedKubelets, namespace: str
+) -> None:
+    first, second = kubelets.nodes_of("edge")
+    apply(cluster, pinned(namespace, "edge", 2))
+    budget = {
+        "apiVersion": "policy/v1beta1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}},
+    }
+    apply(cluster, budget)
+    wait_until(
+        lambda: all_ready_on(pods_wide(cluster, namespace), [first, second], 2), timeout=60, message="2 Ready pods"
+    )
+
+    kubelets.drain(first, timeout=60)
+    assert node_row(cluster, first)[1] == "Ready,SchedulingDisabled"
+    wait_until(
+        lambda: all_ready_on(pods_wide(cluster, namespace), [second], 2),
+        timeout=60,
+        message=f"both pods Ready on {second} after the drain of {first}",
+    )
+
+    # Heartbeats stop: after the node monitor grace period (40 s) the lifecycle controller takes over.
+    kubelets.lose(second)
+    wait_until(
+        lambda: node_row(cluster, second)[1] == "NotReady",
+        timeout=90,
+        interval=2.0,
+        message=f"{second} NotReady once its heartbeats stopped",
+    )
+    node = json.loads(cluster.kubectl("get", "node", second, "-o", "json").stdout)
+    ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "Unknown" and ready["reason"] == "NodeStatusUnknown"
+    wait_until(
+        lambda: (
+            "node.kubernetes.io/unreachable"
+            in [
+                t["key"]
+                for t in json.loads(cluster.kubectl("get", "node", second, "-o", "json").stdout)["spec"]["taints"]
+            ]
+        ),
+        timeout=30,
+        message=f"the unreachable taint on {second}",
+    )
+    # The pods stay bound (they tolerate unreachable for 300 s) but the controller marks them not Ready
+    # (their Ready condition; `kubectl get pods` still counts the containers the lost kubelet reported
+    # ready, as on a real cluster), so the Deployment shows 0/2 ready.
+    wait_until(
+        lambda: cluster.kubectl("get", "deployment", "web", "-n", namespace, "--no-headers").stdout.split()[1] == "0/2",
+        timeout=30,
+        message="the Deployment 0/2 ready once its node is lost",
+    )
+    for pod in get(cluster, "pods", namespace)["items"]:
+        assert pod["spec"]["nodeName"] == second
+        ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "False"
