@@ -176,8 +176,8 @@ class Timing:
 
 @dataclass(frozen=True)
 class PodStage:
-    """kwok's Stage: when a pod matches, after a delay (seconds from now, or an absolute epoch time
-    when ``delay`` returns one from :func:`_started_at`), the kubelet does ``next``."""
+    """kwok's Stage: when a pod `matches`, at the epoch time `due` gives (from now, or from the pod's
+    startTime), the kubelet does `next`, provided the pod is still at this stage then."""
 
     name: str
     matches: Callable[[Pod], bool]
@@ -491,36 +491,49 @@ class SimulatedKubelets(Service):
                 logger.exception("simulated kubelets: %s %s failed", what, "/".join(key))
 
     def _run(self, due: float, what: str, key: tuple[str, str], uid: str) -> None:
-        if what == "heartbeat":
+        if what in ("heartbeat", "status"):
+            # The next beat is booked first: an API server that fails one beat does not stop them all.
+            period = self.heartbeat_seconds if what == "heartbeat" else self.status_report_seconds
+            self._push(due + period, what, key, uid)
+            beat = self._renew_lease if what == "heartbeat" else self._report_status
             for node in list(self._nodes.values()):
                 if node.alive:
-                    self._renew_lease(node)
-            self._push(due + self.heartbeat_seconds, "heartbeat", key, uid)
-        elif what == "status":
-            for node in list(self._nodes.values()):
-                if node.alive:
-                    self._report_status(node)
-            self._push(due + self.status_report_seconds, "status", key, uid)
+                    try:
+                        beat(node)
+                    except Exception as exc:
+                        logger.warning("simulated kubelets: %s of %s failed: %s", what, node.name, exc)
         elif what == "reclaim":
-            name = key[1]
-            if name in self._nodes:
-                self._nodes.pop(name).alive = False
-                from kubernetes.client.exceptions import ApiException
-
-                try:
-                    self._core().delete_node(name)
-                except ApiException as exc:
-                    if exc.status != 404:
-                        raise
+            self._delete_node(key[1])
         else:
             with self._cond:
                 self._scheduled.discard((uid, what))
                 pod = self._pods.get(key)
             # Acted on only if the pod is still the same one, still at that stage, on a live node.
-            if pod is not None and pod["metadata"]["uid"] == uid and self._live_node(pod) is not None:
-                stage = stage_for(pod)
-                if stage is not None and stage.name == what:
-                    self._act(stage, pod)
+            if pod is None or pod["metadata"]["uid"] != uid or self._live_node(pod) is None:
+                return
+            stage = stage_for(pod)
+            if stage is None or stage.name != what:
+                return
+            try:
+                self._act(stage, pod)
+            except Exception as exc:
+                logger.warning("simulated kubelets: %s of %s failed, again in 1 s: %s", what, "/".join(key), exc)
+                with self._cond:
+                    self._scheduled.add((uid, what))
+                self._push(time.time() + 1.0, what, key, uid)
+
+    def _delete_node(self, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        node = self._nodes.pop(name, None)
+        if node is None:
+            return
+        node.alive = False
+        try:
+            self._core().delete_node(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     # ----------------------------------------------------------------- the pods
 
