@@ -9,6 +9,8 @@ What a user checks with `kubectl get pods -o wide` (the NODE, STATUS and READY c
   toleration intact: the scheduler, not a field comparison, proves the tolerations were swapped;
 - a spot node reclaimed under a notice is tainted and drained, its pods come back Ready on the
   pool's other node, and the Node is gone once the notice has run out;
+- with the emulator counting Ready pods (``replica_source="status"``), demand is served only by pods
+  that are Ready: a scale-up's new pods serve once their start-up delay has passed, not before;
 - a drained node is cordoned and its pods move, a PodDisruptionBudget respected; a node that stops
   heartbeating is marked NotReady and unreachable by the node lifecycle controller, and its pods
   stop being Ready, as on a real cluster.
@@ -240,6 +242,36 @@ def test_a_reclaimed_spot_nodes_pods_are_rescheduled(
         message=f"node {victim} deleted after its notice",
     )
     assert all_ready_on(pods_wide(cluster, namespace), [survivor], 2)
+
+
+def test_demand_is_served_only_by_ready_pods(cluster: Cluster, kubelets: SimulatedKubelets, namespace: str) -> None:
+    """150 requests/s, 100 per pod: one Ready pod drops 50; the scale-up's second pod serves once Ready, 5 s on."""
+    general = kubelets.nodes_of("general")
+    with WorkloadEmulator(api_client=cluster.api_client(), replica_source="status", poll_interval=0.25) as served:
+        served.add_workload(namespace, "web", demand=150.0)
+        web = deployment(namespace, "web", replicas=1)
+        web["spec"]["template"]["spec"]["nodeSelector"] = {POOL_KEY: pool_label("general")}
+        web["spec"]["template"]["metadata"]["annotations"] = {READY_AFTER_ANNOTATION: "5"}
+        apply(cluster, web)
+        wait_until(lambda: all_ready_on(pods_wide(cluster, namespace), general, 1), timeout=60, message="1 Ready pod")
+        one = wait_until(lambda: (x := served.sample(namespace, "web")).ready_replicas == 1 and x, message="1 serving")
+        assert one.served == 100.0 and one.dropped == 50.0
+
+        cluster.kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=2")
+        # Running, not Ready: the new pod serves nothing yet.
+        wait_until(
+            lambda: [r["ready"] for r in pods_wide(cluster, namespace)].count("0/1") == 1,
+            timeout=30,
+            message="the new pod Running, not Ready",
+        )
+        served.sync_now()
+        early = served.sample(namespace, "web")
+        assert (early.desired_replicas, early.ready_replicas, early.dropped) == (2, 1, 50.0)
+        wait_until(lambda: all_ready_on(pods_wide(cluster, namespace), general, 2), timeout=30, message="2 Ready pods")
+        both = wait_until(lambda: (x := served.sample(namespace, "web")).ready_replicas == 2 and x, message="2 serving")
+        assert both.served == 150.0 and both.dropped == 0.0
+        new = max(get(cluster, "pods", namespace)["items"], key=lambda p: p["status"]["startTime"])
+        assert 5 <= seconds_to_ready(new) <= 7
 
 
 def node_row(cluster: Cluster, name: str) -> list[str]:
