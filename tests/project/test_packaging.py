@@ -62,7 +62,7 @@ def test_the_production_wheel_holds_the_accord_package_and_nothing_of_the_harnes
 
 def test_the_harness_wheel_holds_the_cluster_helpers_and_the_demo(dev_wheel: Path) -> None:
     names = zipfile.ZipFile(dev_wheel).namelist()
-    for module in ("local", "emulator", "prometheus", "tools", "service"):
+    for module in ("local", "kubelets", "emulator", "prometheus", "tools", "service"):
         assert f"accord_dev/cluster/{module}.py" in names
     assert "accord_dev/demo.py" in names
     assert not [n for n in names if n.startswith("accord/")], "accord-dev must not carry the production package"

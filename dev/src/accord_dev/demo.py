@@ -5,6 +5,11 @@ Brings up a cluster (a local control plane; a kind cluster when Docker and kind 
 Prometheus, the workload emulator replaying the bundled NYC-taxi trace, and the operator with
 the examples; then prints each negotiation as it happens until Ctrl-C (or `--duration`), and
 stops everything it started.
+
+On the local control plane the Nodes of examples/nodes.yaml are simulated ones with kubelets
+(accord_dev.cluster.kubelets): the scheduler places the pods, they go Running and Ready, and the
+emulator serves demand with the Ready pods only. `kubectl get pods -o wide` is printed whenever the
+pods move, and a spot node is reclaimed mid-run (`--reclaim-after`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import yaml
 
 from accord_dev.cluster import tools
 from accord_dev.cluster.emulator import Trace, WorkloadEmulator
+from accord_dev.cluster.kubelets import Pool, SimulatedKubelets
 from accord_dev.cluster.local import LocalControlPlane
 from accord_dev.cluster.prometheus import PrometheusServer
 
@@ -88,6 +94,22 @@ def _workloads() -> list[dict[str, Any]]:
     ]
 
 
+def _pools() -> list[Pool]:
+    """One simulated Node per Node of examples/nodes.yaml, with its labels (pools and zones)."""
+    nodes = [d for d in yaml.safe_load_all((EXAMPLES / "nodes.yaml").read_text()) if d]
+    return [Pool(n["metadata"]["name"], 1, n["metadata"].get("labels") or {}) for n in nodes]
+
+
+def _placements(kubeconfig: Path) -> str:
+    """`kubectl get pods -o wide`, as a user would look; and a key that changes when the pods move."""
+    return tools.run_kubectl(kubeconfig, "get", "pods", "-n", DEMO_NAMESPACE, "-o", "wide")
+
+
+def _where(table: str) -> str:
+    rows = [line.split() for line in table.splitlines()[1:] if line.strip()]
+    return " ".join(sorted(f"{r[0].rsplit('-', 2)[0]}:{r[1]}:{r[2]}:{r[6]}" for r in rows if len(r) > 6))
+
+
 def _approve_waiting(kubeconfig: Path, items: list[dict[str, Any]], after: float) -> None:
     """Play the approver: approve what has waited `after` seconds, as a person would with kubectl."""
     now = time.time()
@@ -136,6 +158,18 @@ def _print_changes(kubeconfig: Path, seen: dict[str, str], approve_after: float)
         _approve_waiting(kubeconfig, items, approve_after)
 
 
+def _reclaim_a_spot_node(kubeconfig: Path, kubelets: SimulatedKubelets) -> None:
+    """The cloud takes a spot node back: the busiest one, with a 30 s notice."""
+    spot = [n for n in kubelets.node_names if n.startswith("spot")]
+    if not spot:
+        return
+    table = _placements(kubeconfig)
+    victim = max(spot, key=table.count)
+    now = time.strftime("%H:%M:%S")
+    print(f"{now}  spot node {victim} reclaimed: tainted and drained, deleted in 30 s", flush=True)
+    kubelets.reclaim(victim, notice_seconds=30)
+
+
 def run(args: argparse.Namespace) -> int:
     stop_at = time.monotonic() + args.duration if args.duration else None
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -158,8 +192,13 @@ def run(args: argparse.Namespace) -> int:
             tools.run_kubectl(
                 kubeconfig, "wait", "--for=condition=Established", f"crd/{crd}.accord.dev", "--timeout=60s"
             )
+        from kubernetes import config
+
+        api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+        kubelets: SimulatedKubelets | None = None
         if cluster == "local":
-            tools.run_kubectl(kubeconfig, "apply", "-f", str(EXAMPLES / "nodes.yaml"))
+            kubelets = stack.enter_context(SimulatedKubelets(api, _pools()))
+            print(f"==> simulated nodes: {', '.join(kubelets.node_names)}", flush=True)
         tools.run_kubectl(kubeconfig, "create", "namespace", DEMO_NAMESPACE)
         tools.run_kubectl(
             kubeconfig,
@@ -188,10 +227,12 @@ def run(args: argparse.Namespace) -> int:
         print("==> no admission webhook in the demo: approvals are accepted as unverified", flush=True)
         tools.run_kubectl(kubeconfig, "apply", "-f", "-", input_=yaml.safe_dump_all(_workloads()))
 
-        from kubernetes import config
-
-        api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-        emulator = stack.enter_context(WorkloadEmulator(api_client=api, startup_delay=5.0))
+        # With simulated kubelets the pods really become Ready: demand is served by those only.
+        emulator = stack.enter_context(
+            WorkloadEmulator(api_client=api, replica_source="status")
+            if kubelets is not None
+            else WorkloadEmulator(api_client=api, startup_delay=5.0)
+        )
         trace = Trace.from_csv(args.trace, peak=args.peak, speedup=args.speedup)
         emulator.add_workload(DEMO_NAMESPACE, "web", demand=trace)
         emulator.add_workload(DEMO_NAMESPACE, "payments", demand=420.0)
@@ -227,6 +268,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"    export KUBECONFIG={kubeconfig}   # then: kubectl get negotiations -n {DEMO_NAMESPACE}")
         print("==> negotiations as they happen (Ctrl-C to stop):", flush=True)
         seen: dict[str, str] = {}
+        where = ""
+        reclaim_at = time.monotonic() + args.reclaim_after if kubelets is not None and args.reclaim_after else None
         try:
             while stop_at is None or time.monotonic() < stop_at:
                 if operator.poll() is not None:
@@ -237,6 +280,15 @@ def run(args: argparse.Namespace) -> int:
                     _print_changes(kubeconfig, seen, args.approve_after)
                 except RuntimeError as exc:
                     print(f"(could not list negotiations: {exc})", file=sys.stderr)
+                if kubelets is not None:
+                    if reclaim_at is not None and time.monotonic() >= reclaim_at:
+                        reclaim_at = None
+                        _reclaim_a_spot_node(kubeconfig, kubelets)
+                    table = _placements(kubeconfig)
+                    if _where(table) != where:
+                        where = _where(table)
+                        print(f"{time.strftime('%H:%M:%S')}  $ kubectl get pods -n {DEMO_NAMESPACE} -o wide")
+                        print(table, flush=True)
                 time.sleep(2)
         except KeyboardInterrupt:
             print("\n==> stopping", flush=True)
@@ -263,6 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=20.0,
         help="approve pending decisions after this many seconds, as a person would (0: never)",
+    )
+    demo.add_argument(
+        "--reclaim-after",
+        type=float,
+        default=240.0,
+        help="on the local cluster, reclaim a spot node after this many seconds (0: never)",
     )
     return demo
 

@@ -4,8 +4,10 @@ Development and test infrastructure, not used by the operator itself: nothing
 under ``accord.operator`` imports this package.
 
 - :mod:`accord_dev.cluster.tools`: where the binaries live (``scripts/install-tools.sh`` puts them there).
-- :mod:`accord_dev.cluster.local`: etcd + kube-apiserver + kube-controller-manager on loopback
-  (``python -m accord_dev.cluster.local``).
+- :mod:`accord_dev.cluster.local`: etcd + kube-apiserver + kube-controller-manager + kube-scheduler
+  on loopback (``python -m accord_dev.cluster.local``).
+- :mod:`accord_dev.cluster.kubelets`: simulated Nodes and kubelets (pools, heartbeats, pods going
+  Running and Ready, drain, loss, spot reclaim), as kwok does.
 - :mod:`accord_dev.cluster.prometheus`: a throw-away Prometheus server.
 - :mod:`accord_dev.cluster.emulator`: emulated workload metrics that follow the Deployments' replicas
   (``python -m accord_dev.cluster.emulator``).

@@ -1,10 +1,12 @@
-"""A real Kubernetes control plane on loopback: etcd, kube-apiserver and kube-controller-manager.
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager, kube-scheduler.
 
 Development and test infrastructure, not used by the operator itself.
 
 The same shape as controller-runtime's envtest, plus the controller manager so
-that Deployments get ReplicaSets and Pods. There is no scheduler and no kubelet:
-Pods stay Pending and Nodes are plain objects that tests create themselves.
+that Deployments get ReplicaSets and Pods, and the scheduler so that Pods are
+bound to Nodes. There is no kubelet: Nodes are objects that tests create, or
+that :mod:`accord_dev.cluster.kubelets` registers and keeps alive (heartbeats,
+pods going Running and Ready) the way kwok does.
 
 Everything lives in a temporary directory: a CA, serving and client
 certificates, the service-account key, etcd's data, the components' logs and
@@ -311,7 +313,7 @@ def _kill_group(process: subprocess.Popen[bytes], *, grace: float) -> None:
 
 
 class LocalControlPlane(Service):
-    """etcd + kube-apiserver + kube-controller-manager on loopback.
+    """etcd + kube-apiserver + kube-controller-manager + kube-scheduler on loopback.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`::
 
@@ -322,7 +324,8 @@ class LocalControlPlane(Service):
     ``extra_apiserver_args`` (a list, or a callable that receives the control
     plane once its certificates exist, e.g. to point an admission
     configuration at files in :attr:`directory`) are appended to the API
-    server's command line; ``extra_controller_manager_args`` likewise.
+    server's command line; ``extra_controller_manager_args`` and
+    ``extra_scheduler_args`` likewise.
 
     On Linux the components are tied to the thread that calls :meth:`start`
     (``PR_SET_PDEATHSIG``), so that a test process killed outright takes them
@@ -339,9 +342,11 @@ class LocalControlPlane(Service):
         controllers: Sequence[str] = DEFAULT_CONTROLLERS,
         extra_apiserver_args: ExtraArgs = (),
         extra_controller_manager_args: ExtraArgs = (),
+        extra_scheduler_args: ExtraArgs = (),
         start_timeout: float = 120.0,
         stop_grace: float = 10.0,
         with_controller_manager: bool = True,
+        with_scheduler: bool = True,
     ) -> None:
         self._requested_dir = Path(directory) if directory is not None else None
         self._keep_directory = keep_directory
@@ -352,6 +357,8 @@ class LocalControlPlane(Service):
         self._start_timeout = start_timeout
         self._stop_grace = stop_grace
         self._with_cm = with_controller_manager
+        self._extra_scheduler_args = extra_scheduler_args
+        self._with_scheduler = with_scheduler
 
         self._dir: Path | None = None
         self._created_dir = False
@@ -413,7 +420,7 @@ class LocalControlPlane(Service):
     # ----------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        """Start the three components and wait until the cluster serves requests."""
+        """Start the components and wait until the cluster serves requests."""
         with self._lock:
             if self._started:
                 raise RuntimeError("the control plane is already running")
@@ -422,7 +429,7 @@ class LocalControlPlane(Service):
         atexit.register(self.stop)
         try:
             self._write_pki()
-            etcd_port, etcd_peer_port, api_port, cm_port = _free_ports(4)
+            etcd_port, etcd_peer_port, api_port, cm_port, scheduler_port = _free_ports(5)
             self._apiserver_port = api_port
             self._write_kubeconfigs()
             self._start_etcd(etcd_port, etcd_peer_port)
@@ -432,6 +439,9 @@ class LocalControlPlane(Service):
             if self._with_cm:
                 self._start_controller_manager(cm_port)
                 self._wait_default_service_account()
+            if self._with_scheduler:
+                self._start_scheduler(scheduler_port)
+                self._wait_scheduler_healthy(scheduler_port)
         except BaseException as exc:
             self._stop_processes()
             self._keep_directory = True
@@ -574,6 +584,9 @@ class LocalControlPlane(Service):
             self.directory / "kubeconfigs" / "controller-manager.kubeconfig",
             "system:kube-controller-manager",
             ["system:masters"],
+        )
+        self._write_kubeconfig(
+            self.directory / "kubeconfigs" / "scheduler.kubeconfig", "system:kube-scheduler", ["system:masters"]
         )
 
     def user_kubeconfig(self, user: str, groups: Sequence[str] = ()) -> Path:
@@ -759,37 +772,49 @@ class LocalControlPlane(Service):
         except urllib.error.HTTPError as exc:
             return int(exc.code), bytes(exc.read())
 
-    def _wait_apiserver_ready(self) -> None:
-        apiserver = self._components[-1]
+    def _wait_healthy(self, what: str, probe: Callable[[], tuple[int, bytes]]) -> None:
+        """Poll `probe` (an HTTP status and body) until it answers 200; the last answer goes in the error."""
+        component = self._components[-1]
         deadline = time.monotonic() + self._start_timeout
         last = "no answer yet"
         while time.monotonic() < deadline:
             self._check_alive()
             try:
-                status, body = self._get("/readyz")
+                status, body = probe()
                 if status == 200:
                     return
-                last = f"/readyz answered {status}: {body.decode(errors='replace')[-500:]}"
+                last = f"answered {status}: {body.decode(errors='replace')[-500:]}"
             except (OSError, ssl.SSLError) as exc:
-                last = f"/readyz unreachable: {exc}"
+                last = f"unreachable: {exc}"
             time.sleep(0.25)
-        raise self._fail(apiserver, f"kube-apiserver not ready within {self._start_timeout:.0f}s ({last})")
+        raise self._fail(component, f"{component.name} not {what} within {self._start_timeout:.0f}s ({last})")
 
-    def _start_controller_manager(self, port: int) -> None:
-        pki = self.pki_dir
-        kubeconfig = self.directory / "kubeconfigs" / "controller-manager.kubeconfig"
-        argv = [
-            str(tools.kube_controller_manager()),
+    def _wait_apiserver_ready(self) -> None:
+        self._wait_healthy("ready (/readyz)", lambda: self._get("/readyz"))
+
+    def _controller_argv(self, binary: Path, name: str, port: int) -> list[str]:
+        """What the controller manager and the scheduler share: their identity, loopback serving, no election."""
+        kubeconfig = self.directory / "kubeconfigs" / f"{name}.kubeconfig"
+        return [
+            str(binary),
             f"--kubeconfig={kubeconfig}",
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
             "--bind-address=127.0.0.1",
             f"--secure-port={port}",
-            # The deprecated insecure port (10252) would clash between two
+            # The deprecated insecure ports (10251, 10252) would clash between two
             # control planes on one machine.
             "--port=0",
-            f"--cert-dir={pki / 'controller-manager'}",
+            f"--cert-dir={self.pki_dir / name}",
             "--leader-elect=false",
+            "--profiling=false",
+            "--v=1",
+        ]
+
+    def _start_controller_manager(self, port: int) -> None:
+        pki = self.pki_dir
+        argv = self._controller_argv(tools.kube_controller_manager(), "controller-manager", port)
+        argv += [
             f"--controllers={','.join(self._controllers)}",
             "--use-service-account-credentials=false",
             f"--service-account-private-key-file={pki / 'sa.key'}",
@@ -799,11 +824,26 @@ class LocalControlPlane(Service):
             f"--cluster-signing-cert-file={pki / 'ca.crt'}",
             f"--cluster-signing-key-file={pki / 'ca.key'}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-            "--profiling=false",
-            "--v=1",
         ]
         argv += self._resolve_extra(self._extra_cm_args)
         self._spawn("kube-controller-manager", argv)
+
+    def _start_scheduler(self, port: int) -> None:
+        argv = self._controller_argv(tools.kube_scheduler(), "scheduler", port)
+        argv += self._resolve_extra(self._extra_scheduler_args)
+        self._spawn("kube-scheduler", argv)
+
+    def _wait_scheduler_healthy(self, port: int) -> None:
+        context = ssl.create_default_context()
+        # Its serving certificate is self-signed in --cert-dir; /healthz needs no client identity.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+
+        def healthz() -> tuple[int, bytes]:
+            with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=2, context=context) as r:
+                return int(r.status), bytes(r.read())
+
+        self._wait_healthy("healthy (/healthz)", healthz)
 
     def _wait_default_service_account(self) -> None:
         # Pods can only be admitted once the ServiceAccount controller and the
@@ -845,17 +885,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Start a control plane, print how to reach it, and wait for Ctrl-C."""
     parser = argparse.ArgumentParser(
         prog="python -m accord_dev.cluster.local",
-        description="Run a local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager).",
+        description="Run a local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,"
+        " kube-scheduler).",
     )
     parser.add_argument("--dir", type=Path, help="working directory (default: a new temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the working directory on exit")
-    parser.add_argument("--no-controller-manager", action="store_true", help="start only etcd and kube-apiserver")
+    parser.add_argument(
+        "--no-controller-manager", action="store_true", help="start neither the controller manager nor the scheduler"
+    )
+    parser.add_argument("--no-scheduler", action="store_true", help="start no scheduler (Pods stay unbound)")
     args = parser.parse_args(argv)
 
     plane = LocalControlPlane(
         directory=args.dir,
         keep_directory=args.keep,
         with_controller_manager=not args.no_controller_manager,
+        with_scheduler=not (args.no_scheduler or args.no_controller_manager),
     )
     started = time.monotonic()
     with _signals_raise_keyboard_interrupt():
@@ -872,7 +917,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, pid in plane.pids.items():
                 print(f"  {name}: pid {pid}")
             print(f"\n  export KUBECONFIG={plane.kubeconfig}\n\nCtrl-C to stop.", flush=True)
-            expected = 2 if args.no_controller_manager else 3
+            expected = len(plane.pids)
             while True:
                 if len(plane.pids) < expected:
                     print(f"a component exited; logs in {plane.log_dir}", file=sys.stderr)

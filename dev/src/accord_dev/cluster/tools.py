@@ -3,7 +3,7 @@
 Development and test infrastructure, not used by the operator itself.
 
 ``scripts/install-tools.sh`` builds or downloads kube-apiserver,
-kube-controller-manager, kubectl and helm into a cache outside the clone and
+kube-controller-manager, kube-scheduler, kubectl and helm into a cache outside the clone and
 installs etcd and Prometheus from Debian. This module finds them with the same
 rules as the script (``ACCORD_CACHE``, default ``~/.cache/accord``;
 ``KUBEBUILDER_ASSETS`` first for the control-plane binaries) and says how to get
@@ -25,6 +25,7 @@ __all__ = [
     "k8s_bin_dir",
     "kube_apiserver",
     "kube_controller_manager",
+    "kube_scheduler",
     "kubectl",
     "prometheus",
     "promtool",
@@ -97,6 +98,11 @@ def kube_apiserver() -> Path:
 def kube_controller_manager() -> Path:
     """kube-controller-manager v1.20.2."""
     return _first_executable("kube-controller-manager", _control_plane_candidates("kube-controller-manager"))
+
+
+def kube_scheduler() -> Path:
+    """kube-scheduler v1.20.2."""
+    return _first_executable("kube-scheduler", _control_plane_candidates("kube-scheduler"))
 
 
 def etcd() -> Path:

@@ -1,0 +1,339 @@
+"""Pods that run: the real kube-scheduler binds them to simulated Nodes whose simulated kubelets start them.
+
+What a user checks with `kubectl get pods -o wide` (the NODE, STATUS and READY columns):
+
+- a Deployment's pods are scheduled onto the simulated nodes that tolerate and match them, go Running,
+  and are Ready only once their start-up delay has passed;
+- a negotiated placement move (two pools, the cheap one chosen on the cost agent's prices) puts every
+  pod of the workload on nodes of the target pool, Ready, the workload's own selector key and
+  toleration intact: the scheduler, not a field comparison, proves the tolerations were swapped;
+- a spot node reclaimed under a notice is tainted and drained, its pods come back Ready on the
+  pool's other node, and the Node is gone once the notice has run out;
+- with the emulator counting Ready pods (``replica_source="status"``), demand is served only by pods
+  that are Ready: a scale-up's new pods serve once their start-up delay has passed, not before;
+- a drained node is cordoned and its pods move, a PodDisruptionBudget respected; a node that stops
+  heartbeating is marked NotReady and unreachable by the node lifecycle controller, and its pods
+  stop being Ready, as on a real cluster.
+
+The simulated nodes (accord_dev.cluster.kubelets) belong to this module: pools named with a random
+prefix, deleted at its end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from accord_dev.cluster.emulator import WorkloadEmulator
+from accord_dev.cluster.kubelets import READY_AFTER_ANNOTATION, RECLAIM_TAINT_KEY, Pool, SimulatedKubelets, Taint
+from providers import Cluster, wait_until
+from test_operator import (  # noqa: F401 - fixtures
+    accord_prometheus,
+    apply,
+    crds,
+    deployment,
+    get,
+    negotiated_move,
+    operator,
+    operator_args,
+    operator_kubeconfig,
+    prometheus_port,
+    webhook_port,
+)
+
+PREFIX = f"e2e-{secrets.token_hex(2)}-"
+POOL_KEY = "e2e-pool"
+
+
+def pool_label(pool: str) -> str:
+    return f"{PREFIX}{pool}"
+
+
+@pytest.fixture(scope="module")
+def kubelets(cluster: Cluster) -> Iterator[SimulatedKubelets]:
+    pools = [
+        Pool("general", 2, {POOL_KEY: pool_label("general")}, cpu="2", memory="8Gi"),
+        Pool("dear", 2, {POOL_KEY: pool_label("dear")}, (Taint("pool", "dear"),)),
+        Pool("cheap", 2, {POOL_KEY: pool_label("cheap")}, (Taint("pool", "cheap"),)),
+        Pool("spot", 2, {POOL_KEY: pool_label("spot")}, (Taint("pool", "spot"),)),
+        Pool("edge", 2, {POOL_KEY: pool_label("edge")}, (Taint("pool", "edge"),)),
+    ]
+    with SimulatedKubelets(cluster.api_client(), pools, prefix=PREFIX) as nodes:
+        yield nodes
+
+
+def pods_wide(cluster: Cluster, namespace: str, selector: str = "app=web") -> list[dict[str, str]]:
+    """`kubectl get pods -o wide`, as a user reads it: one row per pod, by column."""
+    out = cluster.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "wide", "--no-headers").stdout
+    rows = []
+    for line in out.splitlines():
+        cells = line.split()
+        if cells:
+            rows.append({"name": cells[0], "ready": cells[1], "status": cells[2], "ip": cells[5], "node": cells[6]})
+    return rows
+
+
+def all_ready_on(rows: list[dict[str, str]], nodes: list[str], count: int) -> list[dict[str, str]] | None:
+    """The rows, if exactly `count` pods are listed, every one Running, 1/1 Ready, on one of `nodes`."""
+    ok = len(rows) == count and all(
+        r["status"] == "Running" and r["ready"] == "1/1" and r["node"] in nodes for r in rows
+    )
+    return rows if ok else None
+
+
+def pinned(namespace: str, pool: str, replicas: int, *, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """A Deployment that selects `pool` and tolerates its taint."""
+    body = deployment(namespace, "web", replicas=replicas)
+    spec = body["spec"]["template"]["spec"]
+    spec["nodeSelector"] = {POOL_KEY: pool_label(pool)}
+    spec["tolerations"] = [{"key": "pool", "operator": "Equal", "value": pool, "effect": "NoSchedule"}]
+    if annotations:
+        body["spec"]["template"]["metadata"]["annotations"] = annotations
+    return body
+
+
+def seconds_to_ready(pod: dict[str, Any]) -> float:
+    def at(stamp: str) -> float:
+        return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+    ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+    return at(ready["lastTransitionTime"]) - at(pod["status"]["startTime"])
+
+
+# -- tests -------------------------------------------------------------------------------------------------------
+def test_pods_are_scheduled_onto_simulated_nodes_and_become_ready(
+    cluster: Cluster, kubelets: SimulatedKubelets, namespace: str
+) -> None:
+    nodes = cluster.kubectl("get", "nodes", "-l", f"{POOL_KEY}={pool_label('general')}", "--no-headers").stdout
+    assert [line.split()[1] for line in nodes.splitlines()] == ["Ready", "Ready"]
+    leases = json.loads(cluster.kubectl("get", "lease", "-n", "kube-node-lease", "-o", "json").stdout)["items"]
+    assert {lease["metadata"]["name"] for lease in leases} >= set(kubelets.node_names)
+
+    general = kubelets.nodes_of("general")
+    web = deployment(namespace, "web", replicas=3)
+    web["spec"]["template"]["spec"]["nodeSelector"] = {POOL_KEY: pool_label("general")}
+    web["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {
+        "tcpSocket": {"port": 80},
+        "initialDelaySeconds": 4,
+    }
+    apply(cluster, web)
+    rows = wait_until(
+        lambda: all_ready_on(pods_wide(cluster, namespace), general, 3),
+        timeout=60,
+        message="3 Ready pods on the general pool",
+    )
+    assert len({r["ip"] for r in rows}) == 3, "each pod has an address of its own"
+    assert {r["node"] for r in rows} <= set(general)
+    # The readinessProbe's initialDelaySeconds is the start-up delay: not Ready before 4 s, Ready soon after.
+    for pod in get(cluster, "pods", namespace)["items"]:
+        assert 4 <= seconds_to_ready(pod) <= 7, pod["metadata"]["name"]
+    shown = get(cluster, "deployment", namespace, "web")["status"]
+    assert shown["readyReplicas"] == shown["availableReplicas"] == 3
+
+    # The annotation overrides the probe; scaling down deletes pods gracefully, and they are gone.
+    cluster.kubectl(
+        "patch", "deployment", "web", "-n", namespace, "--type=merge", "-p",
+        json.dumps({"spec": {"replicas": 1, "template": {"metadata": {"annotations": {READY_AFTER_ANNOTATION: "0"}}}}}),
+    )  # fmt: skip
+    rows = wait_until(
+        lambda: all_ready_on(pods_wide(cluster, namespace), general, 1),
+        timeout=60,
+        message="1 Ready pod after the rollout and the scale-down",
+    )
+    pod = get(cluster, "pod", namespace, rows[0]["name"])
+    assert seconds_to_ready(pod) <= 2
+
+
+def test_pods_that_fit_no_node_stay_pending_with_the_schedulers_reason(
+    cluster: Cluster, kubelets: SimulatedKubelets, namespace: str
+) -> None:
+    """The dear pool is tainted: a pod selecting it without the toleration is not scheduled."""
+    web = deployment(namespace, "web", replicas=1)
+    web["spec"]["template"]["spec"]["nodeSelector"] = {POOL_KEY: pool_label("dear")}
+    apply(cluster, web)
+
+    def unschedulable() -> str | None:
+        for pod in get(cluster, "pods", namespace)["items"]:
+            for c in pod["status"].get("conditions") or []:
+                if c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable":
+                    return str(c["message"])
+        return None
+
+    message = wait_until(unschedulable, timeout=30, message="the scheduler's Unschedulable condition")
+    assert "taint" in message
+    rows = pods_wide(cluster, namespace)
+    assert [(r["status"], r["node"]) for r in rows] == [("Pending", "<none>")]
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_negotiated_move_puts_every_pod_on_the_target_pool_ready(
+    cluster: Cluster, emulator: WorkloadEmulator, kubelets: SimulatedKubelets, namespace: str
+) -> None:
+    """Moved from the dear pool to the cheap one on the cost agent's prices: every pod lands on a cheap
+    node and is Ready; the workload's own selector key and toleration are still there."""
+    own_toleration = {"key": "dedicated", "operator": "Equal", "value": "web", "effect": "NoSchedule"}
+    placements = [
+        {
+            "name": name,
+            "nodeSelector": {POOL_KEY: pool_label(name)},
+            "tolerations": [{"key": "pool", "operator": "Equal", "value": name, "effect": "NoSchedule"}],
+            "pricePerPodHour": price,
+        }
+        for name, price in (("dear", 1.0), ("cheap", 0.1))
+    ]
+    web = pinned(namespace, "dear", 3)
+    web["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/os"] = "linux"
+    web["spec"]["template"]["spec"]["tolerations"].insert(0, own_toleration)
+    dear, cheap = kubelets.nodes_of("dear"), kubelets.nodes_of("cheap")
+    # The workload runs on the dear pool before any policy reaches it.
+    apply(cluster, web)
+    wait_until(lambda: all_ready_on(pods_wide(cluster, namespace), dear, 3), timeout=60, message="3 Ready pods on dear")
+
+    moved = negotiated_move(cluster, emulator, namespace, placements, "cheap")
+    assert moved["spec"]["current"]["placement"] == "dear"
+
+    def moved_and_ready() -> list[dict[str, str]] | None:
+        wanted = int(get(cluster, "deployment", namespace, "web")["spec"]["replicas"])
+        return all_ready_on(pods_wide(cluster, namespace), cheap, wanted)
+
+    rows = wait_until(moved_and_ready, timeout=90, message="every pod of web Ready on the cheap pool")
+    assert not {r["node"] for r in rows} & set(dear)
+    for row in rows:
+        pod = get(cluster, "pod", namespace, row["name"])["spec"]
+        assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", POOL_KEY: pool_label("cheap")}
+        assert own_toleration in pod["tolerations"]
+        assert not [t for t in pod["tolerations"] if t.get("key") == "pool" and t.get("value") == "dear"]
+    status = get(cluster, "deployment", namespace, "web")["status"]
+    assert status["updatedReplicas"] == status["readyReplicas"] == status["replicas"] == len(rows)
+
+
+def test_a_reclaimed_spot_nodes_pods_are_rescheduled(
+    cluster: Cluster, kubelets: SimulatedKubelets, namespace: str
+) -> None:
+    """The notice taints and drains the node; its pods come back Ready on the other spot node; then it is gone."""
+    spot = kubelets.nodes_of("spot")
+    apply(cluster, pinned(namespace, "spot", 2, annotations={READY_AFTER_ANNOTATION: "1"}))
+    rows = wait_until(
+        lambda: all_ready_on(pods_wide(cluster, namespace), spot, 2), timeout=60, message="2 Ready pods on spot"
+    )
+    victim = rows[0]["node"]
+    survivor = next(n for n in spot if n != victim)
+    before = {r["name"] for r in rows}
+
+    kubelets.reclaim(victim, notice_seconds=8)
+    noticed = json.loads(cluster.kubectl("get", "node", victim, "-o", "json").stdout)["spec"]
+    assert {"key": RECLAIM_TAINT_KEY, "value": "true", "effect": "NoSchedule"} in noticed["taints"]
+    assert noticed["unschedulable"] is True
+    rows = wait_until(
+        lambda: all_ready_on(pods_wide(cluster, namespace), [survivor], 2),
+        timeout=60,
+        message="both pods Ready on the surviving spot node",
+    )
+    assert {r["name"] for r in rows} != before, "the reclaimed node's pod was replaced"
+    wait_until(
+        lambda: victim not in cluster.kubectl("get", "nodes", "--no-headers").stdout,
+        timeout=30,
+        message=f"node {victim} deleted after its notice",
+    )
+    assert all_ready_on(pods_wide(cluster, namespace), [survivor], 2)
+
+
+def test_demand_is_served_only_by_ready_pods(cluster: Cluster, kubelets: SimulatedKubelets, namespace: str) -> None:
+    """150 requests/s, 100 per pod: one Ready pod drops 50; the scale-up's second pod serves once Ready, 5 s on."""
+    general = kubelets.nodes_of("general")
+    with WorkloadEmulator(api_client=cluster.api_client(), replica_source="status", poll_interval=0.25) as served:
+        served.add_workload(namespace, "web", demand=150.0)
+        web = deployment(namespace, "web", replicas=1)
+        web["spec"]["template"]["spec"]["nodeSelector"] = {POOL_KEY: pool_label("general")}
+        web["spec"]["template"]["metadata"]["annotations"] = {READY_AFTER_ANNOTATION: "5"}
+        apply(cluster, web)
+        wait_until(lambda: all_ready_on(pods_wide(cluster, namespace), general, 1), timeout=60, message="1 Ready pod")
+        one = wait_until(lambda: (x := served.sample(namespace, "web")).ready_replicas == 1 and x, message="1 serving")
+        assert one.served == 100.0 and one.dropped == 50.0
+
+        cluster.kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=2")
+        # Running, not Ready: the new pod serves nothing yet.
+        wait_until(
+            lambda: [r["ready"] for r in pods_wide(cluster, namespace)].count("0/1") == 1,
+            timeout=30,
+            message="the new pod Running, not Ready",
+        )
+        served.sync_now()
+        early = served.sample(namespace, "web")
+        assert (early.desired_replicas, early.ready_replicas, early.dropped) == (2, 1, 50.0)
+        wait_until(lambda: all_ready_on(pods_wide(cluster, namespace), general, 2), timeout=30, message="2 Ready pods")
+        both = wait_until(lambda: (x := served.sample(namespace, "web")).ready_replicas == 2 and x, message="2 serving")
+        assert both.served == 150.0 and both.dropped == 0.0
+        new = max(get(cluster, "pods", namespace)["items"], key=lambda p: p["status"]["startTime"])
+        assert 5 <= seconds_to_ready(new) <= 7
+
+
+def node_row(cluster: Cluster, name: str) -> list[str]:
+    """`kubectl get node NAME --no-headers`: NAME STATUS ROLES AGE VERSION."""
+    return cluster.kubectl("get", "node", name, "--no-headers").stdout.split()
+
+
+def test_a_drained_node_moves_its_pods_and_a_lost_node_goes_not_ready(
+    cluster: Cluster, kubelets: SimulatedKubelets, namespace: str
+) -> None:
+    first, second = kubelets.nodes_of("edge")
+    apply(cluster, pinned(namespace, "edge", 2))
+    budget = {
+        "apiVersion": "policy/v1beta1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}},
+    }
+    apply(cluster, budget)
+    wait_until(
+        lambda: all_ready_on(pods_wide(cluster, namespace), [first, second], 2), timeout=60, message="2 Ready pods"
+    )
+
+    kubelets.drain(first, timeout=60)
+    assert node_row(cluster, first)[1] == "Ready,SchedulingDisabled"
+    wait_until(
+        lambda: all_ready_on(pods_wide(cluster, namespace), [second], 2),
+        timeout=60,
+        message=f"both pods Ready on {second} after the drain of {first}",
+    )
+
+    # Heartbeats stop: after the node monitor grace period (40 s) the lifecycle controller takes over.
+    kubelets.lose(second)
+    wait_until(
+        lambda: node_row(cluster, second)[1] == "NotReady",
+        timeout=90,
+        interval=2.0,
+        message=f"{second} NotReady once its heartbeats stopped",
+    )
+    node = json.loads(cluster.kubectl("get", "node", second, "-o", "json").stdout)
+    ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "Unknown" and ready["reason"] == "NodeStatusUnknown"
+    wait_until(
+        lambda: (
+            "node.kubernetes.io/unreachable"
+            in [
+                t["key"]
+                for t in json.loads(cluster.kubectl("get", "node", second, "-o", "json").stdout)["spec"]["taints"]
+            ]
+        ),
+        timeout=30,
+        message=f"the unreachable taint on {second}",
+    )
+    # The pods stay bound (they tolerate unreachable for 300 s) but the controller marks them not Ready
+    # (their Ready condition; `kubectl get pods` still counts the containers the lost kubelet reported
+    # ready, as on a real cluster), so the Deployment shows 0/2 ready.
+    wait_until(
+        lambda: cluster.kubectl("get", "deployment", "web", "-n", namespace, "--no-headers").stdout.split()[1] == "0/2",
+        timeout=30,
+        message="the Deployment 0/2 ready once its node is lost",
+    )
+    for pod in get(cluster, "pods", namespace)["items"]:
+        assert pod["spec"]["nodeName"] == second
+        ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "False"
