@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from accord.operator.loop import Negotiator
 from accord.operator.recorder import APPROVAL, APPROVER
 from accord.operator.state import AgentEntry, OperatorConfig, State
 from accord.operator.workloads import workload_view
-from accord.sim.model import Past, ReplayModel, replay
+from accord.sim.model import Past, ReplayModel, View, replay
 from accord.sim.negotiated import APPROVER as REPLAY_APPROVER
 from accord.sim.negotiated import Negotiated, default_documents, parse_documents
 from accord.sim.trace import Trace
@@ -57,6 +58,19 @@ def documents() -> list[dict[str, Any]]:
     policy["approval"] = {"expirySeconds": 600, "approvers": [REPLAY_APPROVER]}
     policy["historyLimit"] = 100
     return docs
+
+
+class Watching(Negotiated):
+    """The replay's shell, remembering how many pods were ready at each minute (the pods' start-up
+    is the replay model's; on the API server no kubelet makes them ready, so the test tells it)."""
+
+    def __init__(self, **given: Any) -> None:
+        super().__init__(**given)
+        self.ready: list[int] = []
+
+    def decide(self, view: View) -> int:
+        self.ready.append(view.ready)
+        return super().decide(view)
 
 
 class TraceNegotiator(Negotiator):
@@ -89,7 +103,7 @@ def test_the_operator_and_the_replay_decide_the_same_on_the_same_trace(cluster: 
     trace = Trace(name="surge", start=START, demand=tuple(DEMAND), samples=len(DEMAND))
 
     # -- the replay ------------------------------------------------------------------------------
-    replayed = Negotiated(
+    replayed = Watching(
         policy=policy_spec, agents=agent_specs, model=MODEL, workload="web", approve_after=APPROVE_AFTER
     )
     run = replay(trace, replayed, MODEL)
@@ -119,7 +133,9 @@ def test_the_operator_and_the_replay_decide_the_same_on_the_same_trace(cluster: 
     policy_name = docs[-1]["metadata"]["name"]
     policy_body = create(k8s, namespace, "negotiationpolicies", docs[-1])
     twin = Negotiated(policy=policy_spec, agents=agent_specs, model=MODEL, workload="web")
-    operator_replicas = asyncio.run(operate(cluster.kubeconfig, k8s, namespace, policy_name, policy_body, docs, twin))
+    operator_replicas = asyncio.run(
+        operate(cluster.kubeconfig, k8s, namespace, policy_name, policy_body, docs, twin, replayed.ready)
+    )
     custom = client.CustomObjectsApi(k8s)
     listed = custom.list_namespaced_custom_object("accord.dev", "v1alpha1", namespace, "negotiations")["items"]
     operator_records = sorted(
@@ -156,6 +172,7 @@ async def operate(
     policy_body: dict[str, Any],
     docs: list[dict[str, Any]],
     twin: Negotiated,
+    ready: list[int],
 ) -> list[int]:
     """Every minute of the trace through the operator's round; the Deployment's count after each."""
     state = State(config=OperatorConfig())
@@ -194,7 +211,8 @@ async def operate(
                 # The webhook would have stamped the approver from the request; here the admin did.
                 await approvals.act_on_approval(negotiator, annotated, webhook=True)
             body = apps.read_namespaced_deployment("web", namespace)
-            state.workloads[view.key] = workload_view("Deployment", apps.api_client.sanitize_for_serialization(body))
+            read = workload_view("Deployment", apps.api_client.sanitize_for_serialization(body))
+            state.workloads[view.key] = replace(read, ready=ready[tick])
             await negotiator.round(namespace, policy_name, policy_body)
             replicas.append(int(apps.read_namespaced_deployment("web", namespace).spec.replicas))
     finally:
