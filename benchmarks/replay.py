@@ -207,6 +207,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             + ("figures agree" if not problems else "; ".join(str(p) for p in problems))
         )
         print(f"goal against {BASELINE}: " + ("met" if not missed else "MISSED: " + "; ".join(missed)))
+        if variants:
+            rows = [["accord with", "pod-hours", "SLO-violation min", "unserved requests", "scaling actions", "goal"]]
+            for label, f in tried.items():
+                rows.append([label, *cells(f), "met" if not misses(f, figures[BASELINE]) else "missed"])
+            print("\n" + grid(rows))
         failures += bool(problems) + (bool(missed) and not args.no_verdict)
     print(f"\n## Every trace ({ACCORD}: {source})\n")
     print(overview(judged))
