@@ -77,7 +77,9 @@ def tuned(documents: Sequence[dict[str, Any]], setting: Sequence[tuple[str, Any]
 
 
 def settings_of(knobs: Sequence[tuple[str, list[Any]]]) -> list[tuple[str, list[tuple[str, Any]]]]:
-    """Every combination of the knobs' values, each with its label."""
+    """Every combination of the knobs' values, each with its label; none without knobs."""
+    if not knobs:
+        return []
     found = []
     for values in itertools.product(*(v for _, v in knobs)):
         setting = [(name, value) for (name, _), value in zip(knobs, values, strict=True)]
