@@ -398,3 +398,29 @@ def test_an_outcomes_stances_say_in_brief_what_its_proposals_say() -> None:
         assert [(s.agent, s.ideal, s.confidence, s.target_utility) for s in outcome.stances] == [
             (p.agent, p.ideal, p.confidence, p.utility(outcome.target)) for p in outcome.proposals
         ]
+
+
+def test_a_scale_up_with_headroom_reaches_its_exact_count_on_a_thinned_board() -> None:
+    """On a board of 1..200 (thinned to about 40 counts) the count with headroom is on the table, not a neighbour."""
+    bounds = {"minReplicas": 1, "maxReplicas": 200, "maxStepUp": 200, "maxStepDown": 20}
+    sit = situation(replicas=4)
+    plain = run(spec=policy(bounds=bounds | {"scaleDownStabilizationSeconds": 0}), sit=sit)
+    assert plain.agreed is not None and plain.target.replicas > 4
+    spec = policy(bounds=bounds | {"scaleDownStabilizationSeconds": 0, "scaleUpHeadroom": 0.3})
+    outcome = run(spec=spec, sit=sit)
+    assert outcome.agreed == plain.agreed
+    assert outcome.target.replicas == math.ceil(plain.agreed.replicas * 1.3 - 1e-9)
+    assert outcome.verdict is Verdict.APPLY
+    assert any(g.rule == "headroom" for g in outcome.gates)
+
+
+def test_a_scale_down_within_the_dwell_time_is_not_made_and_the_record_says_why() -> None:
+    bounds = {"maxReplicas": 50, "scaleDownStabilizationSeconds": 0, "scaleDownDwellSeconds": 600}
+    spec = policy(bounds=bounds, **ONE_POOL)
+    sit = situation(replicas=30)
+    ev = {"performance": {"demand": demand(level=200)}}
+    moved = run(spec=spec, sit=sit, ev=ev, history=History(changes=(NOW - 600.0,)))
+    assert moved.target.replicas < 30
+    held = run(spec=spec, sit=sit, ev=ev, history=History(changes=(NOW - 599.0,)))
+    assert held.verdict is Verdict.NO_CHANGE and held.target.replicas == 30
+    assert "dwell" in held.reason

@@ -164,3 +164,70 @@ def test_history_forgets_old_entries() -> None:
     h2 = h.remember(now=NOW, recommendation=5, changed=True, keep_seconds=300)
     assert h2.recommendations == ((NOW - 10, 4), (NOW, 5))
     assert h2.changes == (NOW - 10, NOW)
+
+
+DWELL = Bounds(scale_down_stabilization_seconds=0, scale_down_dwell_seconds=300)
+
+
+@pytest.mark.parametrize(
+    ("since", "agreed", "expected"),
+    [
+        (299.0, 15, 20),  # the last change 299 s ago: within the 300 s dwell, the scale-down is not made
+        (300.0, 15, 15),  # 300 s ago: the count has dwelt long enough
+        (299.0, 25, 25),  # scale-ups are never held back
+        (None, 15, 15),  # no change in the last hour
+    ],
+)
+def test_no_scale_down_within_the_dwell_time_after_a_change(since: float | None, agreed: int, expected: int) -> None:
+    history = History(changes=() if since is None else (NOW - 1000.0, NOW - since))
+    target, gate = stabilize(agreed=agreed, current=20, now=NOW, bounds=DWELL, history=history)
+    assert target == expected
+    assert (gate is not None and gate.rule == "dwell") == (expected == 20 != agreed)
+
+
+def test_no_dwell_time_by_default() -> None:
+    history = History(changes=(NOW - 10.0,))
+    bounds = Bounds(scale_down_stabilization_seconds=0)
+    assert stabilize(agreed=15, current=20, now=NOW, bounds=bounds, history=history) == (15, None)
+
+
+@pytest.mark.parametrize(
+    ("headroom", "agreed", "current", "expected"),
+    [
+        (0.1, 20, 10, 22),
+        (0.1, 19, 10, 21),  # 20.9 rounds up
+        (0.1, 10, 5, 11),  # exactly 11: not 12
+        (0.25, 20, 10, 25),
+        (0.1, 20, 20, 20),  # no scale-up, no headroom
+        (0.1, 15, 20, 15),  # nor on a scale-down
+    ],
+)
+def test_a_scale_up_goes_the_headroom_above_the_agreement(
+    headroom: float, agreed: int, current: int, expected: int
+) -> None:
+    bounds = Bounds(max_step_up=100, scale_down_stabilization_seconds=0, scale_up_headroom=headroom)
+    target, gate = stabilize(agreed=agreed, current=current, now=NOW, bounds=bounds, history=History())
+    assert target == expected
+    assert (gate is not None and gate.rule == "headroom") == (expected > agreed)
+
+
+def test_the_headroom_stays_within_the_bounds_and_the_step_limit() -> None:
+    bounds = Bounds(max_replicas=21, max_step_up=30, scale_down_stabilization_seconds=0, scale_up_headroom=0.5)
+    assert stabilize(agreed=20, current=10, now=NOW, bounds=bounds, history=History())[0] == 21
+    bounds = Bounds(max_replicas=100, max_step_up=12, scale_down_stabilization_seconds=0, scale_up_headroom=0.5)
+    assert stabilize(agreed=20, current=10, now=NOW, bounds=bounds, history=History())[0] == 22
+
+
+def test_no_headroom_by_default() -> None:
+    bounds = Bounds(scale_down_stabilization_seconds=0)
+    assert stabilize(agreed=20, current=10, now=NOW, bounds=bounds, history=History()) == (20, None)
+
+
+def test_the_headroom_is_added_to_what_the_scale_up_stabilization_leaves() -> None:
+    bounds = Bounds(
+        max_step_up=100, scale_down_stabilization_seconds=0, scale_up_stabilization_seconds=60, scale_up_headroom=0.1
+    )
+    history = History(recommendations=((NOW - 30.0, 15),))
+    target, gate = stabilize(agreed=20, current=10, now=NOW, bounds=bounds, history=history)
+    assert target == 17  # the window's lowest, 15, and 10% above it
+    assert gate is not None and gate.rule == "headroom" and "limited to 15" in gate.message

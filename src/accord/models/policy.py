@@ -84,6 +84,23 @@ class Bounds(Model):
         description="A scale-down of at most this fraction of the current replicas is not made (the HPA's "
         "tolerance, 0.1 there): small dips do not churn the workload. Scale-ups are never held back.",
     )
+    scale_down_dwell_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="A minimum dwell time: no scale-down until this many seconds after the workload's last "
+        "applied change, so that a count just reached is kept long enough to tell a lasting fall from a dip. "
+        "Scale-ups are never held back. 0 (the default): off.",
+    )
+    scale_up_headroom: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="A scale-up goes this fraction above the agreed count (rounded up, within the bounds and "
+        "step limit), so that a demand still rising needs no further change a minute later; pair it with "
+        "scaleDownTolerance or scaleDownDwellSeconds so that the extra pods are not removed at once. "
+        "0 (the default): off.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Bounds:

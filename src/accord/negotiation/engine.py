@@ -47,7 +47,14 @@ from accord.models.negotiation import Verdict
 from accord.models.policy import NegotiationPolicySpec, Protocol
 from accord.negotiation import candidates as candidates_mod
 from accord.negotiation.protocols import Agreements, Ballot, Round, agree_board
-from accord.negotiation.rules import Gate, History, gates_for_change, missing_metrics_target, stabilize
+from accord.negotiation.rules import (
+    Gate,
+    History,
+    gates_for_change,
+    headroom,
+    missing_metrics_target,
+    stabilize,
+)
 from accord.negotiation.trust import influence
 
 log = logging.getLogger(__name__)
@@ -312,11 +319,17 @@ def _negotiate_batch(
     seats = tuple(seat for seat, _ in agents)
     given = [[c.evidence.get(seat.name, {}) for c in cases] for seat in seats]
     asked = [agent.wishes_many(situations, ev) for (_, agent), ev in zip(agents, given, strict=True)]
+    wishes = [tuple(chain.from_iterable(per_agent[i] for per_agent in asked)) for i in range(len(cases))]
+    if policy.bounds.scale_up_headroom > 0:  # the counts a scale-up with headroom goes to are on the table
+        wishes = [
+            (*w, *(headroom(x, s.current.replicas, policy.bounds) for x in w))
+            for w, s in zip(wishes, situations, strict=True)
+        ]
     board = candidates_mod.board(
         bounds=policy.bounds,
         current=[s.current for s in situations],
         placements=[p.name for p in policy.placements],
-        wishes=[tuple(chain.from_iterable(per_agent[i] for per_agent in asked)) for i in range(len(cases))],
+        wishes=wishes,
     )
     scores = tuple(agent.propose_many(situations, board, ev) for (_, agent), ev in zip(agents, given, strict=True))
     over_budget = _over_budget(policy, board, situations)

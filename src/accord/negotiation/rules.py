@@ -7,6 +7,7 @@ the change budget), `approval` sends the decision to a person.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,8 +45,18 @@ class History:
 
 
 def stabilize(*, agreed: int, current: int, now: float, bounds: Bounds, history: History) -> tuple[int, Gate | None]:
-    """HPA-style: no scale-down within the tolerance (unless the step limit holds it); scale down only
-    to the highest, up only to the lowest, recommendation of the window."""
+    """HPA-style: no scale-down within the tolerance (unless the step limit holds it) nor within the
+    dwell time after a change; scale down only to the highest, up only to the lowest, recommendation
+    of the window; then a scale-up goes the policy's headroom above that."""
+    target, gate = _settle(agreed=agreed, current=current, now=now, bounds=bounds, history=history)
+    raised = headroom(target, current, bounds)
+    if raised == target:
+        return target, gate
+    why = f"scale-up to {target} taken to {raised}: {bounds.scale_up_headroom:.0%} headroom for a demand still rising"
+    return raised, Gate("headroom", "cap", why if gate is None else f"{gate.message}; {why}")
+
+
+def _settle(*, agreed: int, current: int, now: float, bounds: Bounds, history: History) -> tuple[int, Gate | None]:
     # Only a scale-down the step limit does not cut short: one held at `maxStepDown` may stand for a
     # larger wish, and holding it would ratchet the workload at its peak for good.
     within_step = agreed > current - bounds.max_step_down
@@ -54,6 +65,14 @@ def stabilize(*, agreed: int, current: int, now: float, bounds: Bounds, history:
             "tolerance",
             "cap",
             f"scale-down to {agreed} not made: within the {bounds.scale_down_tolerance:.0%} tolerance of {current}",
+        )
+    dwell = bounds.scale_down_dwell_seconds
+    if agreed < current and dwell > 0 and history.changes and now - max(history.changes) < dwell:
+        return current, Gate(
+            "dwell",
+            "cap",
+            f"scale-down to {agreed} not made: the last change was {now - max(history.changes):.0f}s ago, "
+            f"within the {dwell}s dwell time",
         )
     if agreed < current and bounds.scale_down_stabilization_seconds > 0:
         since = now - bounds.scale_down_stabilization_seconds
@@ -78,6 +97,14 @@ def stabilize(*, agreed: int, current: int, now: float, bounds: Bounds, history:
                 f"{bounds.scale_up_stabilization_seconds}s",
             )
     return agreed, None
+
+
+def headroom(agreed: int, current: int, bounds: Bounds) -> int:
+    """A scale-up's count with the policy's headroom above it, within the bounds and the step limit."""
+    if agreed <= current or bounds.scale_up_headroom <= 0:
+        return agreed
+    wanted = math.ceil(agreed * (1.0 + bounds.scale_up_headroom) - 1e-9)
+    return max(agreed, min(wanted, bounds.max_replicas, current + bounds.max_step_up))
 
 
 def missing_metrics_target(rule: MissingMetrics, current: int) -> tuple[int, Gate]:
