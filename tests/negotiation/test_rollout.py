@@ -279,6 +279,13 @@ def test_a_pool_whose_rollout_failed_is_not_moved_to_again_for_the_back_off(afte
         (rollout(observed_generation=6), "its controller has not yet seen generation 7 (observed 6)"),
         (rollout(updated=3), "3 of 4 replicas are updated"),
         (rollout(available=0), None),  # updated but not yet available: settled as far as its template goes
+        # A StatefulSet creates its pods one by one: fewer updated than wanted is a scale-up until the revision changes.
+        (rollout(updated=1, revisions=("db-1", "db-1")), None),
+        (rollout(updated=3, revisions=("db-1", "db-2")), "revision db-2 replaces db-1"),
+        (
+            rollout(observed_generation=6, revisions=("db-1", "db-1")),
+            "its controller has not yet seen generation 7 (observed 6)",
+        ),
     ],
 )
 def test_a_rollout_is_unsettled_until_the_controller_saw_it_and_every_replica_is_updated(

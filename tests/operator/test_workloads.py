@@ -350,7 +350,16 @@ def test_the_rollout_is_read_off_the_status_and_the_oldest_unschedulable_pod() -
 
 
 def test_a_workload_without_stuck_pods_has_no_unschedulable_time() -> None:
-    view = workload_view("StatefulSet", deployment(status={"observedGeneration": 3, "replicas": 4, "readyReplicas": 4}))
+    status = {
+        "observedGeneration": 3,
+        "replicas": 4,
+        "readyReplicas": 4,
+        "currentRevision": "db-1",
+        "updateRevision": "db-2",
+    }
+    view = workload_view("StatefulSet", deployment(status=status))
     rollout = rollout_of(view, [])
+    assert rollout.revisions == ("db-1", "db-2")
+    assert workload_view("Deployment", deployment()).revisions is None
     assert (rollout.unschedulable_since, rollout.unschedulable, rollout.progressing) == (None, "", None)
     assert rollout.available == 4  # a StatefulSet's Ready replicas stand for its available ones

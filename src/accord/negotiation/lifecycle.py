@@ -249,12 +249,20 @@ class Rollout:
     progressing: tuple[str, str, str] | None = None  # (status, reason, message) of the Progressing condition
     unschedulable_since: float | None = None
     unschedulable: str = ""  # "Unschedulable: 0/4 nodes are available: ..."
+    # A StatefulSet's (currentRevision, updateRevision): its pods are created one by one, each once
+    # the one before is Ready, so fewer updated replicas than wanted may be a scale-up, not a rollout.
+    revisions: tuple[str, str] | None = None
 
     @property
     def unsettled(self) -> str | None:
         """Why the workload is in the middle of a rollout, or None when it has settled."""
         if self.observed_generation < self.generation:
             return f"its controller has not yet seen generation {self.generation} (observed {self.observed_generation})"
+        if self.revisions is not None:
+            current, update = self.revisions
+            if current != update:
+                return f"revision {update} replaces {current}"
+            return None
         if self.updated < self.replicas:
             return f"{self.updated} of {self.replicas} replicas are updated"
         return None

@@ -45,6 +45,7 @@ class WorkloadView:
     status_replicas: int = 0
     progressing: tuple[str, str, str] | None = None  # the Progressing condition: status, reason, message
     selector: Mapping[str, str] = field(default_factory=dict)  # spec.selector.matchLabels
+    revisions: tuple[str, str] | None = None  # a StatefulSet's currentRevision, updateRevision
 
     @property
     def key(self) -> str:
@@ -91,6 +92,11 @@ def workload_view(kind: str, body: Mapping[str, Any]) -> WorkloadView:
             None,
         ),
         selector=dict((spec.get("selector") or {}).get("matchLabels") or {}),
+        revisions=(
+            (str(status.get("currentRevision") or ""), str(status.get("updateRevision") or ""))
+            if kind == "StatefulSet"
+            else None
+        ),
     )
 
 
@@ -119,6 +125,7 @@ def rollout_of(workload: WorkloadView, pods: Iterable[Mapping[str, Any]] = ()) -
         progressing=workload.progressing,
         unschedulable_since=None if oldest is None else oldest[0],
         unschedulable="" if oldest is None else oldest[1],
+        revisions=workload.revisions,
     )
 
 
