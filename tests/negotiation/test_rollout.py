@@ -169,6 +169,17 @@ def test_a_progress_deadline_exceeded_fails_the_rollout_with_the_schedulers_reas
     assert UNSCHEDULABLE in set_phase.message
 
 
+def test_a_status_from_before_the_write_fails_nothing() -> None:
+    stale = rollout(
+        observed_generation=6,
+        available=2,
+        progressing=("False", "ProgressDeadlineExceeded", "an earlier rollout timed out"),
+        unschedulable_since=NOW - 500,
+        unschedulable=UNSCHEDULABLE,
+    )
+    assert follow(rolling(), stale).intents == ()
+
+
 def test_without_rollback_a_failed_rollout_stays_where_it_is() -> None:
     observed = rollout(available=2, unschedulable_since=NOW - 500, unschedulable=UNSCHEDULABLE)
     step = follow(rolling(), observed, rollout={"rollback": False})

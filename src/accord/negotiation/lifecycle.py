@@ -637,6 +637,8 @@ def follow(
             Phase.SUPERSEDED,
             f"the workload changed during the rollout (generation {observed.generation}, {record.generation} written)",
         )
+    if record.generation is not None and observed.observed_generation < record.generation:
+        return Step(state)  # the controller has not seen the write yet: what the status says is about before it
     if observed.complete:
         message = (
             f"{record.current.replicas}@{record.current.placement} -> {record.target.replicas}@"
