@@ -198,16 +198,18 @@ class Executor:
         api = self.kube.apps
         fn = api.patch_namespaced_deployment if kind == "Deployment" else api.patch_namespaced_stateful_set
         written = await self.kube.call(f"patch {kind}", fn, name, namespace, ops, field_manager=FIELD_MANAGER)
-        await self._stamp(kind, namespace, name, record)
+        # A Deployment's generation moves with its annotations too: the stamp's is the one to follow.
+        written = await self._stamp(kind, namespace, name, record) or written
         generation = getattr(getattr(written, "metadata", None), "generation", None)
         return generation if isinstance(generation, int) else None
 
-    async def _stamp(self, kind: str, namespace: str, name: str, record: str) -> None:
+    async def _stamp(self, kind: str, namespace: str, name: str, record: str) -> Any:
+        """The Negotiation's name on the workload; the workload as written (None without stamping)."""
         if not self.stamp:
-            return
+            return None
         api = self.kube.apps
         fn = api.patch_namespaced_deployment if kind == "Deployment" else api.patch_namespaced_stateful_set
-        await self.kube.call(
+        return await self.kube.call(
             f"patch {kind}",
             fn,
             name,

@@ -365,6 +365,8 @@ class Negotiator:
             rolling = decisions.rolling
             observed = rollout_of(w, await self.pods_of(w) if rolling is not None else ())
             unsettled = observed.unsettled
+            if rolling is not None:
+                log.info("following the rollout of %s for %s: %s", key, rolling.name, observed)
             if rolling is not None or unsettled is not None:
                 step = (
                     lifecycle.follow(decisions, observed, policy=spec, workload=ref, now=now)
