@@ -7,6 +7,10 @@ What a user checks with `kubectl get pods -o wide` (the NODE, STATUS and READY c
 - a negotiated placement move (two pools, the cheap one chosen on the cost agent's prices) puts every
   pod of the workload on nodes of the target pool, Ready, the workload's own selector key and
   toleration intact: the scheduler, not a field comparison, proves the tolerations were swapped;
+  the decision is Applied only once that rollout has completed, every pod Ready on the target pool;
+- a move to a pool whose taint nobody tolerates fails with the scheduler's reason once its pods have
+  been Unschedulable for the policy's bound, is rolled back without a Ready pod lost, and is not
+  tried again at the next rounds (one Held record);
 - a spot node reclaimed under a notice is tainted and drained, its pods come back Ready on the
   pool's other node, and the Node is gone once the notice has run out;
 - with the emulator counting Ready pods (``replica_source="status"``), demand is served only by pods
