@@ -275,6 +275,7 @@ MAY = [
     ("update", "deployments", "--subresource=scale", "--all-namespaces"),
     ("update", "statefulsets", "--subresource=scale", "--all-namespaces"),
     ("patch", "deployments", "--all-namespaces"),  # this release has placements.enabled
+    ("list", "pods", "--all-namespaces"),  # a move's rollout is followed, the scheduler's reason read
     ("patch", "horizontalpodautoscalers.autoscaling", "--all-namespaces"),
     ("list", "nodes"),
     ("create", "negotiations.accord.dev", "--all-namespaces"),
@@ -293,6 +294,8 @@ MAY_NOT = [
     ("create", "deployments", "--all-namespaces"),
     ("delete", "statefulsets", "--all-namespaces"),
     ("create", "pods", "--all-namespaces"),
+    ("watch", "pods", "--all-namespaces"),
+    ("patch", "pods", "--all-namespaces"),
     ("delete", "pods", "--all-namespaces"),
     ("create", "pods", "--subresource=exec", "--all-namespaces"),
     ("patch", "nodes"),
@@ -348,6 +351,7 @@ def namespaced_queries(watched: str, release_namespace: str) -> tuple[list[tuple
     may_not = [
         ("patch", "deployments", inside),  # placements are off
         ("patch", "statefulsets", inside),
+        ("list", "pods", inside),  # only with placements
         ("update", "deployments", "--subresource=scale", f"--namespace={release_namespace}"),
         ("update", "deployments", "--subresource=scale", "--namespace=default"),
         ("watch", "deployments", "--all-namespaces"),

@@ -7,6 +7,10 @@ What a user checks with `kubectl get pods -o wide` (the NODE, STATUS and READY c
 - a negotiated placement move (two pools, the cheap one chosen on the cost agent's prices) puts every
   pod of the workload on nodes of the target pool, Ready, the workload's own selector key and
   toleration intact: the scheduler, not a field comparison, proves the tolerations were swapped;
+  the decision is Applied only once that rollout has completed, every pod Ready on the target pool;
+- a move to a pool whose taint nobody tolerates fails with the scheduler's reason once its pods have
+  been Unschedulable for the policy's bound, is rolled back without a Ready pod lost, and is not
+  tried again at the next rounds (one Held record);
 - a spot node reclaimed under a notice is tainted and drained, its pods come back Ready on the
   pool's other node, and the Node is gone once the notice has run out;
 - with the emulator counting Ready pods (``replica_source="status"``), demand is served only by pods
@@ -24,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,15 +38,20 @@ from accord_dev.cluster.emulator import WorkloadEmulator
 from accord_dev.cluster.kubelets import READY_AFTER_ANNOTATION, RECLAIM_TAINT_KEY, Pool, SimulatedKubelets, Taint
 from providers import Cluster, wait_until
 from test_operator import (  # noqa: F401 - fixtures
+    INTERVAL,
     accord_prometheus,
     apply,
     crds,
     deployment,
+    find,
     get,
     negotiated_move,
+    negotiations,
+    offer_placements,
     operator,
     operator_args,
     operator_kubeconfig,
+    phase,
     prometheus_port,
     webhook_port,
 )
@@ -187,7 +197,8 @@ def test_a_negotiated_move_puts_every_pod_on_the_target_pool_ready(
         }
         for name, price in (("dear", 1.0), ("cheap", 0.1))
     ]
-    web = pinned(namespace, "dear", 3)
+    # Each pod is Ready 3 s after it starts: the rollout takes a while, and the decision waits for it.
+    web = pinned(namespace, "dear", 3, annotations={READY_AFTER_ANNOTATION: "3"})
     web["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/os"] = "linux"
     web["spec"]["template"]["spec"]["tolerations"].insert(0, own_toleration)
     dear, cheap = kubelets.nodes_of("dear"), kubelets.nodes_of("cheap")
@@ -197,6 +208,13 @@ def test_a_negotiated_move_puts_every_pod_on_the_target_pool_ready(
 
     moved = negotiated_move(cluster, emulator, namespace, placements, "cheap")
     assert moved["spec"]["current"]["placement"] == "dear"
+    # Applied only once the rollout completed: at that moment every pod already runs Ready on the cheap pool.
+    target = moved["spec"]["outcome"]["target"]["replicas"]
+    serving = [r for r in pods_wide(cluster, namespace) if r["status"] != "Terminating"]  # an old pod on its way out
+    assert all_ready_on(serving, cheap, target), serving
+    assert moved["status"]["rolloutGeneration"] >= 2
+    assert "rolled out" in moved["status"]["message"]
+    assert {"RollingOut", "Applied"} <= event_reasons(cluster, namespace, moved["metadata"]["name"])
 
     def moved_and_ready() -> list[dict[str, str]] | None:
         wanted = int(get(cluster, "deployment", namespace, "web")["spec"]["replicas"])
@@ -211,6 +229,84 @@ def test_a_negotiated_move_puts_every_pod_on_the_target_pool_ready(
         assert not [t for t in pod["tolerations"] if t.get("key") == "pool" and t.get("value") == "dear"]
     status = get(cluster, "deployment", namespace, "web")["status"]
     assert status["updatedReplicas"] == status["readyReplicas"] == status["replicas"] == len(rows)
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_move_to_a_pool_nobody_tolerates_fails_with_the_schedulers_reason_and_is_rolled_back(
+    cluster: Cluster, emulator: WorkloadEmulator, kubelets: SimulatedKubelets, namespace: str
+) -> None:
+    """The edge pool is the cheapest on offer, but its placement forgets the toleration of the edge
+    nodes' taint: the scheduler places none of the moved pods. The decision fails with the scheduler's
+    reason once the pods have been Unschedulable for the policy's bound, the workload is put back on
+    the dear pool, its pods Ready there, no Ready pod lost on the way (maxUnavailable of 2 replicas is
+    0), and the next rounds do not try the edge pool again."""
+    placements = [
+        {
+            "name": "dear",
+            "nodeSelector": {POOL_KEY: pool_label("dear")},
+            "tolerations": [{"key": "pool", "operator": "Equal", "value": "dear", "effect": "NoSchedule"}],
+            "pricePerPodHour": 1.0,
+        },
+        {"name": "edge", "nodeSelector": {POOL_KEY: pool_label("edge")}, "pricePerPodHour": 0.1},
+    ]
+    dear = kubelets.nodes_of("dear")
+    apply(cluster, pinned(namespace, "dear", 2, annotations={READY_AFTER_ANNOTATION: "1"}))
+    wait_until(lambda: all_ready_on(pods_wide(cluster, namespace), dear, 2), timeout=60, message="2 Ready pods on dear")
+    bounds = {"minReplicas": 2, "maxReplicas": 2}
+    offer_placements(cluster, emulator, namespace, placements, bounds=bounds, rollout={"unschedulableSeconds": 10})
+    ready_on_dear: list[int] = []
+
+    def failed() -> dict[str, Any] | None:
+        rows = pods_wide(cluster, namespace)
+        ready_on_dear.append(sum(1 for r in rows if r["ready"] == "1/1" and r["node"] in dear))
+        return next(
+            (
+                n
+                for n in negotiations(cluster, namespace)
+                if phase(n) == "Failed" and "rolled back" in n["status"].get("message", "")
+            ),
+            None,
+        )
+
+    record = wait_until(failed, timeout=120, interval=1.0, message="a failed move to edge, rolled back")
+    assert record["spec"]["outcome"]["target"]["placement"] == "edge"
+    message = record["status"]["message"]
+    assert "pods unschedulable for" in message
+    assert "Unschedulable" in message
+    assert "had taint {pool: edge}" in message, message
+    assert message.endswith("rolled back to 2@dear")
+    assert "RollingOut" in event_reasons(cluster, namespace, record["metadata"]["name"])
+    assert {"RolloutFailed", "RolledBack"} <= event_reasons(cluster, namespace, "web")  # kubectl describe deploy web
+    rows = wait_until(
+        lambda: all_ready_on(pods_wide(cluster, namespace), dear, 2),
+        timeout=60,
+        message="both pods Ready on the dear pool again",
+    )
+    ready_on_dear.append(sum(1 for r in rows if r["ready"] == "1/1"))
+    assert min(ready_on_dear) == 2, ready_on_dear  # never below what the Deployment's strategy guarantees
+    pod = get(cluster, "pod", namespace, rows[0]["name"])["spec"]
+    assert pod["nodeSelector"] == {POOL_KEY: pool_label("dear")}
+    body = get(cluster, "deployment", namespace, "web")
+    assert body["spec"]["template"]["spec"]["nodeSelector"] == {POOL_KEY: pool_label("dear")}
+    # The next rounds hold the move instead of trying the pool again, in one record.
+    held = find(
+        cluster,
+        namespace,
+        lambda n: phase(n) == "Held" and "not tried again before" in n["status"].get("message", ""),
+        timeout=30,
+        message="a held move to edge",
+    )
+    assert held["spec"]["outcome"]["target"]["placement"] == "edge"
+    time.sleep(2 * INTERVAL)  # two more rounds
+    held_again = [n for n in negotiations(cluster, namespace) if "not tried again" in n["status"].get("message", "")]
+    assert [n["metadata"]["name"] for n in held_again] == [held["metadata"]["name"]]
+    assert all_ready_on(pods_wide(cluster, namespace), dear, 2)
+
+
+def event_reasons(cluster: Cluster, namespace: str, involved: str) -> set[str]:
+    """The reasons of the Events posted on the object named `involved` (a Negotiation, or the workload)."""
+    events = get(cluster, "events", namespace)["items"]
+    return {e["reason"] for e in events if e["involvedObject"].get("name") == involved}
 
 
 def test_a_reclaimed_spot_nodes_pods_are_rescheduled(

@@ -269,7 +269,11 @@ WORKLOADS = (
     | {("", "events", "create"), ("", "events", "patch")}
 )
 # Pod templates (and the negotiation annotation) only with placements.enabled.
-PLACEMENTS = {("apps", r, "patch") for r in ("deployments", "statefulsets")}
+PLACEMENTS = {("apps", r, "patch") for r in ("deployments", "statefulsets")} | {
+    # A placement's rollout is followed: the scheduler's reason is read on the pods it cannot place.
+    ("", "pods", v)
+    for v in ("get", "list")
+}
 NAMESPACED = OWN | WORKLOADS
 CLUSTER = {("", "nodes", v) for v in ("get", "list", "watch")} | {
     ("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")
@@ -338,7 +342,9 @@ def test_what_the_operator_can_never_do(case: str) -> None:
     for where, group, resource, verb, _names in grants(rendered(case)):
         assert group != "rbac.authorization.k8s.io"
         assert verb not in {"escalate", "bind", "impersonate", "deletecollection"}
-        assert resource not in {"pods", "pods/exec", "serviceaccounts/token", "configmaps"}
+        assert resource not in {"pods/exec", "pods/log", "serviceaccounts/token", "configmaps"}
+        if resource == "pods":  # read with placements only (see PLACEMENTS), never written or watched
+            assert verb in {"get", "list"}, f"{verb} pods"
         if group == "apps":
             assert verb not in {"create", "delete"}, f"{verb} {resource}"
         if resource in {"nodes", "customresourcedefinitions", "namespaces"}:

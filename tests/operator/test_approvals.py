@@ -162,3 +162,12 @@ def test_a_record_beside_another_namespaces_workload_is_not_taken_for_a_decision
     forged["metadata"]["namespace"] = "tenant"
     assert track(state, forged, now=0.0) is None
     assert state.decisions == {}
+
+
+def test_a_rollout_followed_before_a_start_is_followed_after_it(state: State) -> None:
+    body = negotiation("web-deploy-3", phase="RollingOut")
+    body["status"] = {"phase": "RollingOut", "appliedAt": "2026-01-01T00:00:05Z", "rolloutGeneration": 7}
+    track(state, body, now=1767225600.0 + 60)
+    rolling = state.decisions["Deployment/shop/web"].rolling
+    assert rolling is not None
+    assert (rolling.name, rolling.generation, rolling.applied_at) == ("web-deploy-3", 7, 1767225605.0)

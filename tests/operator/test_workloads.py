@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from accord.models.policy import NegotiationPolicySpec
-from accord.operator.workloads import autoscaler_view, current_placement, placed_scheduling, pools, workload_view
+from accord.operator.workloads import (
+    autoscaler_view,
+    current_placement,
+    placed_scheduling,
+    pools,
+    rollout_of,
+    workload_view,
+)
 
 
 def deployment(**over: Any) -> dict[str, Any]:
@@ -285,3 +293,73 @@ def test_an_hpa_view_knows_its_target_bounds_and_what_accord_raised() -> None:
 )
 def test_an_hpa_owned_by_keda_is_known_as_such(owner: dict[str, str], keda: str | None) -> None:
     assert autoscaler_view(hpa_body(ownerReferences=[{**owner, "uid": "u"}])).keda_owner == keda
+
+
+# -- the rollout, from the status and the pods ----------------------------------------------------------------
+def pending_pod(name: str, since: str, *, reason: str = "Unschedulable", deleted: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if deleted:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {
+        "metadata": meta,
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": reason,
+                    "message": f"0/6 nodes are available ({name})",
+                    "lastTransitionTime": since,
+                }
+            ],
+        },
+    }
+
+
+def test_the_rollout_is_read_off_the_status_and_the_oldest_unschedulable_pod() -> None:
+    body = deployment(
+        spec={"selector": {"matchLabels": {"app": "web"}}},
+        status={
+            "observedGeneration": 3,
+            "replicas": 5,
+            "updatedReplicas": 2,
+            "availableReplicas": 3,
+            "conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+                {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated", "message": "going"},
+            ],
+        },
+    )
+    view = workload_view("Deployment", body)
+    assert view.selector == {"app": "web"}
+    running = {"metadata": {"name": "web-a"}, "status": {"conditions": [{"type": "PodScheduled", "status": "True"}]}}
+    pods = [
+        running,
+        pending_pod("web-new", "2026-01-01T00:01:00Z"),
+        pending_pod("web-old", "2026-01-01T00:00:30Z"),
+        pending_pod("web-gone", "2026-01-01T00:00:00Z", deleted=True),
+    ]
+    rollout = rollout_of(view, pods)
+    assert (rollout.generation, rollout.observed_generation, rollout.replicas) == (3, 3, 4)
+    assert (rollout.updated, rollout.available, rollout.total) == (2, 3, 5)
+    assert rollout.progressing == ("True", "ReplicaSetUpdated", "going")
+    assert rollout.unschedulable_since == datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC).timestamp()
+    assert rollout.unschedulable == "pod web-old Unschedulable: 0/6 nodes are available (web-old)"
+    assert rollout.unsettled == "2 of 4 replicas are updated"
+
+
+def test_a_workload_without_stuck_pods_has_no_unschedulable_time() -> None:
+    status = {
+        "observedGeneration": 3,
+        "replicas": 4,
+        "readyReplicas": 4,
+        "currentRevision": "db-1",
+        "updateRevision": "db-2",
+    }
+    view = workload_view("StatefulSet", deployment(status=status))
+    rollout = rollout_of(view, [])
+    assert rollout.revisions == ("db-1", "db-2")
+    assert workload_view("Deployment", deployment()).revisions is None
+    assert (rollout.unschedulable_since, rollout.unschedulable, rollout.progressing) == (None, "", None)
+    assert rollout.available == 4  # a StatefulSet's Ready replicas stand for its available ones

@@ -151,6 +151,13 @@ subjects:
   {{- else }}
   verbs: ["get", "list", "watch"]
   {{- end }}
+{{- if .Values.placements.enabled }}
+# get, list: a placement change's rollout is followed, and the scheduler's reason read from the
+# pods it cannot place (their PodScheduled condition). Pods are never written.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list"]
+{{- end }}
 - apiGroups: ["apps"]
   resources: ["deployments/scale", "statefulsets/scale"]
   # Replicas: an update of the scale subresource with the read resourceVersion.

@@ -15,6 +15,7 @@ class Phase(StrEnum):
     PROPOSED = "Proposed"
     PENDING_APPROVAL = "PendingApproval"
     APPROVED = "Approved"
+    ROLLING_OUT = "RollingOut"
     APPLIED = "Applied"
     REJECTED = "Rejected"
     EXPIRED = "Expired"
@@ -155,6 +156,9 @@ class NegotiationStatus(Model):
     expires_at: datetime | None = Field(default=None, description="When a pending decision expires.")
     applied_at: datetime | None = Field(default=None, description="When the executor applied it.")
     superseded_by: str | None = Field(default=None, description="The Negotiation that replaced this one.")
+    rollout_generation: int | None = Field(
+        default=None, ge=0, description="The workload's generation the placement change wrote; its rollout is followed."
+    )
     fingerprint: str | None = Field(
         default=None, description="The operator's fingerprint of the decision; an edited record is never acted on."
     )

@@ -209,6 +209,26 @@ class Approval(Model):
     )
 
 
+class Rollout(Model):
+    """How Accord follows the rollout a placement change starts."""
+
+    follow: bool = Field(
+        default=True,
+        description="A change that rolls the pod template is Applied only once the rollout has completed "
+        "(RollingOut until then); off: Applied as soon as it is written.",
+    )
+    rollback: bool = Field(
+        default=True, description="Put the workload back where it was when its rollout cannot complete."
+    )
+    unschedulable_seconds: int = Field(
+        default=120,
+        ge=0,
+        le=86400,
+        description="A rollout whose pods the scheduler could not place for this long has failed "
+        "(as has one whose Deployment reports ProgressDeadlineExceeded).",
+    )
+
+
 class NegotiationPolicySpec(Model):
     """Which workloads are negotiated, by whom, with which protocol and under which rules."""
 
@@ -244,6 +264,7 @@ class NegotiationPolicySpec(Model):
     interval_seconds: int = Field(default=30, ge=5, le=86400, description="How often each workload is renegotiated.")
     approval: Approval = Field(default_factory=Approval, description="Expiry and approvers of pending decisions.")
     history_limit: int = Field(default=10, ge=1, le=1000, description="Negotiations kept per workload.")
+    rollout: Rollout = Field(default_factory=Rollout, description="Following, and rolling back, placement rollouts.")
 
     @field_validator("agents")
     @classmethod

@@ -39,6 +39,9 @@ VERDICT_PHASE = {Verdict.HOLD: Phase.HELD, Verdict.IMPASSE: Phase.IMPASSE}
 BUDGET_WINDOW = 3600.0  # the change budget counts the changes of the last hour
 KIND_SHORT = {"Deployment": "deploy", "StatefulSet": "sts"}
 AUTOSCALER_HELD = "|autoscaler"
+ROLLOUT_HELD = "rolloutInProgress"
+ROLLOUT_FAILED = "|rolloutFailed"
+ROLLOUT_BACKOFF = 3600.0  # a target whose rollout failed is not tried again for an hour
 
 
 # -- state ----------------------------------------------------------------------------------------------
@@ -59,6 +62,8 @@ class Record:
     expires_at: float | None = None
     applied_at: float | None = None
     audit: bool = False  # recorded in audit mode: Proposed for good, never acted on
+    generation: int | None = None  # the workload generation a placement change wrote (RollingOut)
+    failure: str | None = None  # why its rollout failed, while the rollback is carried out
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,11 @@ class Decisions:
     @property
     def latest(self) -> Record | None:
         return self.records[-1] if self.records else None
+
+    @property
+    def rolling(self) -> Record | None:
+        """The record whose rollout Accord follows: the workload is not negotiated until it ends."""
+        return next((r for r in reversed(self.records) if r.phase is Phase.ROLLING_OUT), None)
 
     @property
     def pending(self) -> Record | None:
@@ -102,6 +112,7 @@ class Command:
     target: Candidate
     rules: tuple[str, ...] = ()
     approved: bool = False
+    rollback: bool = False  # back to where the record found the workload: no step limit, freeze or budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +146,7 @@ class SetPhase:
     applied_at: float | None = None
     superseded_by: str | None = None
     approval: Approval | None = None
+    generation: int | None = None  # the rollout to follow (RollingOut)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +193,7 @@ class Done:
     replicas: int
     placement: str
     via: str  # "scale", "placement", "hpa", "already applied"
+    generation: int | None = None  # the workload's generation after a write that rolls the pod template
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +233,48 @@ class Live:
     uid: str | None = None
     paused: bool = False
     selected: bool = True  # the policy still selects it
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """A Deployment's rollout as the shell read it: its status, the Progressing condition, and the
+    oldest of its pods the scheduler could not place (PodScheduled=False) with the scheduler's words."""
+
+    generation: int
+    observed_generation: int
+    replicas: int  # spec.replicas
+    updated: int  # status.updatedReplicas
+    available: int  # status.availableReplicas
+    total: int  # status.replicas: old pods still count here until they are gone
+    progressing: tuple[str, str, str] | None = None  # (status, reason, message) of the Progressing condition
+    unschedulable_since: float | None = None
+    unschedulable: str = ""  # "Unschedulable: 0/4 nodes are available: ..."
+    # A StatefulSet's (currentRevision, updateRevision): its pods are created one by one, each once
+    # the one before is Ready, so fewer updated replicas than wanted may be a scale-up, not a rollout.
+    revisions: tuple[str, str] | None = None
+
+    @property
+    def unsettled(self) -> str | None:
+        """Why the workload is in the middle of a rollout, or None when it has settled."""
+        if self.observed_generation < self.generation:
+            return f"its controller has not yet seen generation {self.generation} (observed {self.observed_generation})"
+        if self.revisions is not None:
+            current, update = self.revisions
+            if current != update:
+                return f"revision {update} replaces {current}"
+            return None
+        if self.updated < self.replicas:
+            return f"{self.updated} of {self.replicas} replicas are updated"
+        return None
+
+    @property
+    def complete(self) -> bool:
+        return (
+            self.observed_generation >= self.generation
+            and self.updated == self.replicas
+            and self.available >= self.replicas
+            and self.total == self.replicas
+        )
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -280,6 +335,22 @@ def moment(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _failed_rollout(state: Decisions, current: Candidate, target: Candidate, now: float) -> Record | None:
+    """The newest record whose rollout to `target`'s pool failed within the back-off, if the decision
+    moves the workload to that pool (whatever the replicas: the pool could not take it)."""
+    if target.placement == current.placement:
+        return None
+    for record in reversed(state.records):
+        failed = (
+            record.phase is Phase.FAILED
+            and record.generation is not None
+            and record.target.placement == target.placement
+        )
+        if failed and (record.applied_at or record.created) > now - ROLLOUT_BACKOFF:
+            return record
+    return None
+
+
 def _keep_seconds(policy: NegotiationPolicySpec) -> float:
     return float(max(policy.bounds.scale_down_stabilization_seconds, policy.bounds.scale_up_stabilization_seconds))
 
@@ -310,26 +381,8 @@ def decide(state: Decisions, outcome: Outcome, *, context: Context, now: float) 
     latest = state.latest
 
     def new(phase: Phase, expires_in: float | None = None, suffix: str = "") -> Record:
-        return Record(
-            name=record_name(context.workload, now),
-            phase=phase,
-            created=now,
-            current=outcome.current,
-            target=outcome.target,
-            verdict=verdict,
-            policy=context.policy_key,
-            signature=sig + suffix,
-            fingerprint=fingerprint(
-                workload=context.workload,
-                policy=context.policy_key,
-                current=outcome.current,
-                target=outcome.target,
-                verdict=verdict,
-                decided=now,
-            ),
-            rules=rules,
-            expires_at=None if expires_in is None else now + expires_in,
-        )
+        record = _new_record(outcome, context=context, now=now, phase=phase, signature=sig + suffix, rules=rules)
+        return replace(record, expires_at=None if expires_in is None else now + expires_in)
 
     def build() -> NegotiationSpec:
         return build_record(
@@ -403,6 +456,23 @@ def decide(state: Decisions, outcome: Outcome, *, context: Context, now: float) 
             now=now,
         )
         return Step(step.state, (conflict, *step.intents))
+    failed = _failed_rollout(state, outcome.current, outcome.target, now)
+    if failed is not None:
+        # The scheduler could not place this target a moment ago: not tried again until the back-off has run out.
+        message = (
+            f"not applied: the rollout of {failed.name} to pool {outcome.target.placement} "
+            f"failed at {moment(failed.applied_at or failed.created)}; not tried again before "
+            f"{moment((failed.applied_at or failed.created) + ROLLOUT_BACKOFF)}"
+        )
+        if latest is not None and latest.signature == sig + ROLLOUT_FAILED and latest.phase is Phase.HELD:
+            return Step(state)
+        return _written(
+            state,
+            Write(new(Phase.HELD, suffix=ROLLOUT_FAILED), message, build),
+            Emit("Held", message),
+            policy=policy,
+            now=now,
+        )
     if latest is not None and latest.signature == sig and latest.phase in RETRY:
         # The same decision as the one that could not be carried out: tried again on its own record.
         retry = replace(latest, phase=Phase.PROPOSED)
@@ -488,11 +558,20 @@ def _is_approver(policy: NegotiationPolicySpec, approval: Approval) -> bool:
     )
 
 
-def executed(state: Decisions, name: str, result: Result, *, now: float) -> Step:
-    """What acting on record `name` did, recorded; an applied change counts once against the budget."""
+def executed(
+    state: Decisions, name: str, result: Result, *, now: float, policy: NegotiationPolicySpec | None = None
+) -> Step:
+    """What acting on record `name` did, recorded; an applied change counts once against the budget.
+
+    A write that rolls the pod template (a `Done` with the generation it wrote) leaves the record
+    RollingOut while the policy follows rollouts (`policy.rollout.follow`): `follow` turns it
+    Applied, or Failed, from what the rollout does next. The change counts against the budget
+    from the write: it happened, whatever the rollout makes of it."""
     record = state.find(name)
     if record is None:
         return Step(state)
+    if record.failure is not None:
+        return _rolled_back(state, record, result)
     if isinstance(result, Refused):
         if result.stale:
             return _set(state, record, Phase.SUPERSEDED, f"not applied: {result.reason}")
@@ -507,7 +586,7 @@ def executed(state: Decisions, name: str, result: Result, *, now: float) -> Step
         return _set(
             state, record, Phase.FAILED, result.reason, Emit("ApplyFailed", f"{name}: {result.reason}", warning=True)
         )
-    if record.phase is Phase.APPLIED:
+    if record.phase in (Phase.APPLIED, Phase.ROLLING_OUT):
         return Step(state)  # already recorded: a change is counted once
     history = state.history
     if record.applied_at is None:
@@ -515,6 +594,16 @@ def executed(state: Decisions, name: str, result: Result, *, now: float) -> Step
     message = (
         f"{record.current.replicas}@{record.current.placement} -> {result.replicas}@{result.placement} ({result.via})"
     )
+    if result.generation is not None and (policy is None or policy.rollout.follow):
+        rolling = replace(record, phase=Phase.ROLLING_OUT, applied_at=now, generation=result.generation)
+        message = f"{message}; rolling out generation {result.generation}"
+        return Step(
+            replace(state, history=history).put(rolling),
+            (
+                SetPhase(name, Phase.ROLLING_OUT, message, applied_at=now, generation=result.generation),
+                Emit("RollingOut", message, record=name),
+            ),
+        )
     applied = replace(record, phase=Phase.APPLIED, applied_at=now)
     return Step(
         replace(state, history=history).put(applied),
@@ -523,6 +612,111 @@ def executed(state: Decisions, name: str, result: Result, *, now: float) -> Step
             Emit("Negotiated", f"{name}: {message}"),
             Emit("Applied", message, record=name),
         ),
+    )
+
+
+def follow(
+    state: Decisions, observed: Rollout, *, policy: NegotiationPolicySpec | None, workload: WorkloadRef, now: float
+) -> Step:
+    """The rollout of the RollingOut record, as the shell read it this round.
+
+    Complete (the controller saw the written generation, every replica updated and available, the
+    old pods gone): Applied. Failed: the Deployment reports Progressing=False with
+    ProgressDeadlineExceeded, or a pod has been Unschedulable for `rollout.unschedulableSeconds`
+    or more; the record says why in the scheduler's words and, when the policy says so
+    (`rollout.rollback`, the default), a rollback command puts the workload back where the
+    decision found it. A newer generation written by someone else overtakes the decision
+    (Superseded). Otherwise the rollout goes on, and nothing is written."""
+    record = state.rolling
+    if record is None:
+        return Step(state)
+    if record.generation is not None and observed.generation > record.generation:
+        return _set(
+            state,
+            record,
+            Phase.SUPERSEDED,
+            f"the workload changed during the rollout (generation {observed.generation}, {record.generation} written)",
+        )
+    if record.generation is not None and observed.observed_generation < record.generation:
+        return Step(state)  # the controller has not seen the write yet: what the status says is about before it
+    if observed.complete:
+        message = (
+            f"{record.current.replicas}@{record.current.placement} -> {record.target.replicas}@"
+            f"{record.target.placement}: rolled out, {observed.available} of {observed.replicas} replicas "
+            "updated and available"
+        )
+        return Step(
+            state.put(replace(record, phase=Phase.APPLIED)),
+            (
+                SetPhase(record.name, Phase.APPLIED, message, applied_at=record.applied_at),
+                Emit("Negotiated", f"{record.name}: {message}"),
+                Emit("Applied", message, record=record.name),
+            ),
+        )
+    bound = policy.rollout.unschedulable_seconds if policy is not None else None
+    failure = None
+    if observed.progressing is not None and observed.progressing[:2] == ("False", "ProgressDeadlineExceeded"):
+        failure = f"the rollout did not complete: {observed.progressing[2]}"
+        if observed.unschedulable:
+            failure += f"; {observed.unschedulable}"
+    elif bound is not None and observed.unschedulable_since is not None and now - observed.unschedulable_since >= bound:
+        failure = (
+            f"the rollout cannot complete: pods unschedulable for {now - observed.unschedulable_since:.0f}s "
+            f"(bound {bound}s): {observed.unschedulable}"
+        )
+    if failure is None:
+        return Step(state)
+    rollback = policy is not None and policy.rollout.rollback
+    failed = replace(record, phase=Phase.FAILED, failure=failure if rollback else None)
+    intents: list[Intent] = [
+        SetPhase(record.name, Phase.FAILED, failure + ("; rolling back" if rollback else "")),
+        Emit("RolloutFailed", f"{record.name}: {failure}", warning=True),
+    ]
+    if rollback:
+        back = replace(_command(record, workload), current=record.target, target=record.current, rollback=True)
+        intents.append(Execute(back))
+    return Step(state.put(failed), tuple(intents))
+
+
+def _rolled_back(state: Decisions, record: Record, result: Result) -> Step:
+    """What the rollback of a failed rollout did: the record stays Failed and says so."""
+    settled = replace(record, failure=None)
+    back = f"{record.current.replicas}@{record.current.placement}"
+    if isinstance(result, Done):
+        message = f"{record.failure}; rolled back to {back}"
+        return _set(
+            state, settled, Phase.FAILED, message, Emit("RolledBack", f"{record.name}: {message}", warning=True)
+        )
+    message = f"{record.failure}; the rollback to {back} was not applied: {result.reason}"
+    return _set(
+        state, settled, Phase.FAILED, message, Emit("RollbackFailed", f"{record.name}: {message}", warning=True)
+    )
+
+
+def unsettled(state: Decisions, outcome: Outcome, reason: str, *, context: Context, now: float) -> Step:
+    """A workload in the middle of a rollout someone else started is not negotiated until it settles:
+    a decision that would change it is recorded as a hold, once for the whole rollout (not once a
+    round); one that changes nothing records nothing."""
+    if not outcome.changes or outcome.verdict in VERDICT_PHASE or context.policy.mode is Mode.AUDIT:
+        return Step(state)
+    latest = state.latest
+    sig = f"{ROLLOUT_HELD}|{outcome.current.replicas}@{outcome.current.placement}"
+    if latest is not None and latest.signature == sig and latest.phase is Phase.HELD:
+        return Step(state)
+    message = f"not negotiated while the workload is rolling out: {reason}"
+    record = _new_record(outcome, context=context, now=now, phase=Phase.HELD, signature=sig, rules=(ROLLOUT_HELD,))
+
+    def build() -> NegotiationSpec:
+        return build_record(
+            outcome, workload=context.workload, policy=context.policy_key, mode=context.policy.mode.value, now=now
+        )
+
+    return _written(
+        state,
+        Write(record, message, build),
+        Emit("RolloutInProgress", message),
+        policy=context.policy,
+        now=now,
     )
 
 
@@ -577,6 +771,8 @@ def revalidate(
             f"{command.current.placement} as when decided",
             stale=True,
         )
+    if command.rollback:
+        return None  # back to where the decision found it: no step limit, freeze window or budget stops that
     low, high = replica_range(bounds, command.current.replicas)
     if "missingMetrics" not in command.rules and not low <= target.replicas <= high:
         return Refused(f"a step to {target.replicas} is beyond the policy's step limits ({low}..{high} from here)")
@@ -682,6 +878,36 @@ def record_from(
         expires_at=parse_time(status.get("expiresAt")),
         applied_at=parse_time(status.get("appliedAt")),
         audit=spec.mode == Mode.AUDIT.value,
+        generation=_int_or_none(status.get("rolloutGeneration")),
+    )
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _new_record(
+    outcome: Outcome, *, context: Context, now: float, phase: Phase, signature: str, rules: tuple[str, ...]
+) -> Record:
+    """A new record of `outcome`, decided now."""
+    return Record(
+        name=record_name(context.workload, now),
+        phase=phase,
+        created=now,
+        current=outcome.current,
+        target=outcome.target,
+        verdict=outcome.verdict,
+        policy=context.policy_key,
+        signature=signature,
+        fingerprint=fingerprint(
+            workload=context.workload,
+            policy=context.policy_key,
+            current=outcome.current,
+            target=outcome.target,
+            verdict=outcome.verdict,
+            decided=now,
+        ),
+        rules=rules,
     )
 
 
@@ -733,7 +959,7 @@ def _written(state: Decisions, write: Write, *more: Intent, policy: NegotiationP
     for record in newest_first[policy.history_limit :]:
         # A Proposed record is resumed only while it is a workload's newest (the retry of the same
         # decision); an older one (audit mode's proposals, an abandoned attempt) is history like any other.
-        if record.phase in OPEN:
+        if record.phase in OPEN or record.phase is Phase.ROLLING_OUT:
             continue
         if record.applied_at is not None and record.applied_at >= now - BUDGET_WINDOW:
             continue

@@ -111,9 +111,10 @@ class Executor:
             if (live.replicas, live.placement) == (target.replicas, target.placement):
                 await self._stamp(ref.kind, ref.namespace, ref.name, command.record)
                 return Done(target.replicas, target.placement, "already applied")
+            generation = None
             try:
                 if live.placement != target.placement:
-                    await self._place(
+                    generation = await self._place(
                         ref.kind,
                         ref.namespace,
                         ref.name,
@@ -133,7 +134,10 @@ class Executor:
                     continue
                 raise
             return Done(
-                target.replicas, target.placement, "scale" if live.placement == target.placement else "placement"
+                target.replicas,
+                target.placement,
+                "scale" if live.placement == target.placement else "placement",
+                generation=generation,
             )
         return Refused("the workload kept changing while the decision was applied", stale=True)
 
@@ -162,7 +166,7 @@ class Executor:
         placement: str,
         replicas: int,
         record: str,
-    ) -> None:
+    ) -> int | None:
         """Move the workload to a pool in one write: replicas and the pod template's scheduling
         fields, computed from the body just read (`placed_scheduling`: the policy's pools' keys,
         tolerations and affinity terms out, the target's in, the workload's own kept), guarded by
@@ -174,7 +178,8 @@ class Executor:
         and drops the workload's entries (tried: a forced apply of `{pool: b}` and one toleration
         left neither `kubernetes.io/os` nor `dedicated`). Writing the merged fields under the
         resourceVersion test loses nothing written in between; the writes carry the field
-        manager `accord`, so the changed fields are Accord's in managedFields."""
+        manager `accord`, so the changed fields are Accord's in managedFields. Returns the
+        generation the write gave the workload: the rollout the lifecycle then follows."""
         option = next((p for p in policy.placements if p.name == placement), None)
         if option is None:  # revalidate refuses a placement the policy no longer has
             raise ValueError(f"placement {placement!r} is not in the policy")
@@ -192,15 +197,19 @@ class Executor:
                 ops.append({"op": "remove", "path": path})
         api = self.kube.apps
         fn = api.patch_namespaced_deployment if kind == "Deployment" else api.patch_namespaced_stateful_set
-        await self.kube.call(f"patch {kind}", fn, name, namespace, ops, field_manager=FIELD_MANAGER)
-        await self._stamp(kind, namespace, name, record)
+        written = await self.kube.call(f"patch {kind}", fn, name, namespace, ops, field_manager=FIELD_MANAGER)
+        # A Deployment's generation moves with its annotations too: the stamp's is the one to follow.
+        written = await self._stamp(kind, namespace, name, record) or written
+        generation = getattr(getattr(written, "metadata", None), "generation", None)
+        return generation if isinstance(generation, int) else None
 
-    async def _stamp(self, kind: str, namespace: str, name: str, record: str) -> None:
+    async def _stamp(self, kind: str, namespace: str, name: str, record: str) -> Any:
+        """The Negotiation's name on the workload; the workload as written (None without stamping)."""
         if not self.stamp:
-            return
+            return None
         api = self.kube.apps
         fn = api.patch_namespaced_deployment if kind == "Deployment" else api.patch_namespaced_stateful_set
-        await self.kube.call(
+        return await self.kube.call(
             f"patch {kind}",
             fn,
             name,

@@ -50,7 +50,7 @@ from accord.operator.recorder import (
 )
 from accord.operator.scope import PolicyRef, owner
 from accord.operator.state import State, parse_policy
-from accord.operator.workloads import WorkloadView, current_placement, pools
+from accord.operator.workloads import WorkloadView, current_placement, pools, rollout_of
 
 log = logging.getLogger(__name__)
 
@@ -361,6 +361,20 @@ class Negotiator:
                 autoscaler=None if hpa is None else hpa.name,
                 autoscaler_owner=None if hpa is None else hpa.keda_owner,
             )
+            # A rollout Accord follows, or one someone else started, ends before anything new is decided.
+            rolling = decisions.rolling
+            observed = rollout_of(w, await self.pods_of(w) if rolling is not None else ())
+            unsettled = observed.unsettled
+            if rolling is not None:
+                log.info("following the rollout of %s for %s: %s", key, rolling.name, observed)
+            if rolling is not None or unsettled is not None:
+                step = (
+                    lifecycle.follow(decisions, observed, policy=spec, workload=ref, now=now)
+                    if rolling is not None
+                    else lifecycle.unsettled(decisions, outcome, unsettled or "", context=context, now=now)
+                )
+                await self.carry_out(key, step, workload=ref, now=now, report=report)
+                return time.monotonic() - t0
             # A record an interrupted apply left Proposed is closed against the workload first.
             resumed = lifecycle.resume(decisions, live=situation.current)
             step = lifecycle.decide(resumed.state, outcome, context=context, now=now)
@@ -413,13 +427,29 @@ class Negotiator:
                     )
                     await self.carry_out(
                         key,
-                        lifecycle.executed(self.state.decisions[key], command.record, result, now=now),
+                        lifecycle.executed(self.state.decisions[key], command.record, result, now=now, policy=policy),
                         workload=workload,
                         now=now,
                         report=report,
                     )
 
                 await to_the_end(act())
+
+    async def pods_of(self, w: WorkloadView) -> list[dict[str, Any]]:
+        """The workload's pods (by its selector's matchLabels), for the scheduler's reasons; none when
+        they cannot be read (the install grants pods only with placements)."""
+        if not w.selector:
+            return []
+        selector = ",".join(f"{k}={v}" for k, v in sorted(w.selector.items()))
+        try:
+            found = await self.kube.call(
+                "list pods", self.kube.core.list_namespaced_pod, w.namespace, label_selector=selector
+            )
+        except ApiException as exc:
+            log.warning("cannot read the pods of %s: %s", w.key, exc.reason)
+            return []
+        items: list[dict[str, Any]] = self.kube.core.api_client.sanitize_for_serialization(found).get("items") or []
+        return items
 
     def reaches(self, policy: NegotiationPolicySpec | None, ref: PolicyRef, workload: WorkloadView) -> bool:
         """Whether the policy, as it is now, still reaches the workload as the executor read it."""

@@ -104,6 +104,8 @@ class Recorder:
             status["appliedAt"] = moment(change.applied_at)
         if change.superseded_by is not None:
             status["supersededBy"] = change.superseded_by
+        if change.generation is not None:
+            status["rolloutGeneration"] = change.generation
         if change.approval is not None:
             status["approval"] = approval_status(change.approval)
         try:

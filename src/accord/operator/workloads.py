@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from accord.agents.base import Pool
 from accord.models.policy import NegotiationPolicySpec, Placement
+from accord.negotiation.lifecycle import Rollout
 
 PAUSED = "accord.dev/paused"
 OPT_OUT = "accord.dev/ignore"
@@ -36,6 +38,14 @@ class WorkloadView:
     resource_version: str
     generation: int = 0
     tolerations: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+    # The rollout, from the status: what the controller has seen and done of the pod template.
+    observed_generation: int = 0
+    updated: int = 0
+    available: int = 0
+    status_replicas: int = 0
+    progressing: tuple[str, str, str] | None = None  # the Progressing condition: status, reason, message
+    selector: Mapping[str, str] = field(default_factory=dict)  # spec.selector.matchLabels
+    revisions: tuple[str, str] | None = None  # a StatefulSet's currentRevision, updateRevision
 
     @property
     def key(self) -> str:
@@ -68,7 +78,66 @@ def workload_view(kind: str, body: Mapping[str, Any]) -> WorkloadView:
         resource_version=str(meta.get("resourceVersion", "")),
         generation=int(meta.get("generation") or 0),
         tolerations=tuple(pod_spec.get("tolerations") or ()),
+        observed_generation=int(status.get("observedGeneration") or 0),
+        updated=int(status.get("updatedReplicas") or 0),
+        # A StatefulSet of this API version reports no availableReplicas: its Ready ones stand for them.
+        available=int(status.get("availableReplicas", status.get("readyReplicas")) or 0),
+        status_replicas=int(status.get("replicas") or 0),
+        progressing=next(
+            (
+                (str(c.get("status", "")), str(c.get("reason", "")), str(c.get("message", "")))
+                for c in status.get("conditions") or ()
+                if c.get("type") == "Progressing"
+            ),
+            None,
+        ),
+        selector=dict((spec.get("selector") or {}).get("matchLabels") or {}),
+        revisions=(
+            (str(status.get("currentRevision") or ""), str(status.get("updateRevision") or ""))
+            if kind == "StatefulSet"
+            else None
+        ),
     )
+
+
+def rollout_of(workload: WorkloadView, pods: Iterable[Mapping[str, Any]] = ()) -> Rollout:
+    """The workload's rollout for the lifecycle: its status, and of its pods (as read) the one the
+    scheduler has been failing to place the longest, with the scheduler's reason and message."""
+    stuck: list[tuple[float, str]] = []
+    for pod in pods:
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        for c in (pod.get("status") or {}).get("conditions") or ():
+            if c.get("type") == "PodScheduled" and c.get("status") == "False":
+                since = _timestamp(c.get("lastTransitionTime"))
+                name = (pod.get("metadata") or {}).get("name", "")
+                words = f"pod {name} {c.get('reason') or 'Unschedulable'}: {c.get('message') or ''}".strip()
+                if since is not None:
+                    stuck.append((since, words))
+    oldest = min(stuck) if stuck else None
+    return Rollout(
+        generation=workload.generation,
+        observed_generation=workload.observed_generation,
+        replicas=workload.replicas,
+        updated=workload.updated,
+        available=workload.available,
+        total=workload.status_replicas,
+        progressing=workload.progressing,
+        unschedulable_since=None if oldest is None else oldest[0],
+        unschedulable="" if oldest is None else oldest[1],
+        revisions=workload.revisions,
+    )
+
+
+def _timestamp(value: object) -> float | None:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def current_placement(policy: NegotiationPolicySpec, workload: WorkloadView) -> str:
