@@ -36,6 +36,7 @@ from accord.sim.model import Past, ReplayModel, View, replay
 from accord.sim.negotiated import APPROVER as REPLAY_APPROVER
 from accord.sim.negotiated import Negotiated, default_documents, parse_documents
 from accord.sim.trace import Trace
+from providers import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -192,6 +193,9 @@ async def operate(
             now = START + 60.0 * tick
             negotiator.tick = tick
             negotiator.clock = lambda now=now: now
+            # A minute passes between two ticks: the Deployment controller has caught up with the last change
+            # (else the operator would rightly hold a workload in the middle of a rollout).
+            settled(apps, namespace)
             body = apps.read_namespaced_deployment("web", namespace)
             view = workload_view("Deployment", apps.api_client.sanitize_for_serialization(body))
             state.workloads[view.key] = view
@@ -219,6 +223,18 @@ async def operate(
         if negotiator.session is not None:
             await negotiator.session.close()
     return replicas
+
+
+def settled(apps: Any, namespace: str) -> None:
+    def caught_up() -> bool:
+        d = apps.read_namespaced_deployment("web", namespace)
+        status = d.status
+        return bool(
+            (status.observed_generation or 0) >= (d.metadata.generation or 0)
+            and (status.updated_replicas or 0) == (d.spec.replicas or 0)
+        )
+
+    wait_until(caught_up, timeout=30, interval=0.1, message="the Deployment controller caught up")
 
 
 def from_wire_agent(doc: Mapping[str, Any]) -> Any:
