@@ -89,8 +89,7 @@ def operator(
     process.stop()
     # The approval webhooks are registered persistently (they fail closed while no operator answers):
     # gone with this module's operator, so that the next module starts from a clean cluster.
-    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-        cluster.kubectl("delete", kind, "accord.dev", "--ignore-not-found")
+    remove_webhooks(cluster)
     print(f"\n[e2e] operator log: {log}")
 
 
@@ -286,6 +285,19 @@ def negotiated_move(
         lambda n: phase(n) == "Applied" and n["spec"]["outcome"]["target"]["placement"] == target,
         timeout=90,
         message=f"an applied move to the {target} pool",
+    )
+
+
+def remove_webhooks(cluster: Cluster) -> None:
+    """The approval webhooks kopf registered (persistently), gone."""
+    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+        cluster.kubectl("delete", kind, "accord.dev", "--ignore-not-found")
+
+
+def merge_patch(cluster: Cluster, namespace: str, name: str, body: dict[str, Any], **given: Any) -> Any:
+    """`kubectl patch negotiation NAME --type merge -p BODY`, as whoever `kubeconfig=` names."""
+    return cluster.kubectl(
+        "patch", "negotiation", name, "-n", namespace, "--type", "merge", "-p", json.dumps(body), **given
     )
 
 
@@ -707,19 +719,7 @@ def test_an_approver_cannot_rewrite_a_pending_decision(
         {"spec": {"policy": f"{namespace}/other"}},
         {"spec": {"workload": {"name": "api"}}},
     ):
-        refused = cluster.kubectl(
-            "patch",
-            "negotiation",
-            name,
-            "-n",
-            namespace,
-            "--type",
-            "merge",
-            "-p",
-            json.dumps(edit),
-            kubeconfig=alice,
-            check=False,
-        )
+        refused = merge_patch(cluster, namespace, name, edit, kubeconfig=alice, check=False)
         assert refused.returncode != 0, edit
         assert "immutable" in refused.stderr, refused.stderr
     record = get(cluster, "negotiation", namespace, name)
@@ -770,21 +770,9 @@ def test_a_record_edited_in_a_webhook_gap_is_never_acted_on(
     name = pending["metadata"]["name"]
     operator.stop()
     try:
-        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-            cluster.kubectl("delete", kind, "accord.dev", "--ignore-not-found")
+        remove_webhooks(cluster)
         alice = cluster.user_kubeconfig("alice")
-        cluster.kubectl(
-            "patch",
-            "negotiation",
-            name,
-            "-n",
-            namespace,
-            "--type",
-            "merge",
-            "-p",
-            json.dumps({"spec": {"outcome": {"target": {"replicas": 57}}}}),
-            kubeconfig=alice,
-        )
+        merge_patch(cluster, namespace, name, {"spec": {"outcome": {"target": {"replicas": 57}}}}, kubeconfig=alice)
         cluster.kubectl(
             "annotate",
             "negotiation",
