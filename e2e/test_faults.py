@@ -20,6 +20,7 @@ from accord_dev.cluster.prometheus import PrometheusServer
 from operator_process import OperatorProcess
 from providers import Cluster, wait_until
 from test_operator import (  # noqa: F401 - fixtures
+    DEMAND_QUERY,
     INTERVAL,
     accord_prometheus,
     crds,
@@ -89,6 +90,11 @@ def samples(process: OperatorProcess, metric: str, **labels: str) -> dict[str, f
     return found
 
 
+def scraped(prometheus: PrometheusServer, namespace: str, workload: str) -> bool:
+    """Prometheus answers the agents' demand query for this workload with a sample."""
+    return bool(prometheus.query(DEMAND_QUERY.replace("$namespace", namespace).replace("$workload", workload)))
+
+
 def policy_condition(cluster: Cluster, namespace: str, kind: str) -> dict[str, Any]:
     conditions = (get(cluster, "negotiationpolicy", namespace, "default").get("status") or {}).get("conditions", [])
     return next((c for c in conditions if c["type"] == kind), {})
@@ -107,6 +113,16 @@ def test_a_prometheus_that_never_answers_turns_into_the_missing_metrics_rule_wit
     them is skipped, and a round lasts at most the query timeout longer than when Prometheus answers."""
     workloads = ("web", "api")
     rules = {"minConfidence": 0.3, "missingMetrics": {"action": "fallback", "fallbackReplicas": 7}}
+    # The policy comes only once Prometheus has scraped every workload's demand: a round before the first
+    # scrape would rightly take the fallback, and the scale-up from Prometheus's answers below would not show.
+    for w in workloads:
+        emulator.add_workload(namespace, w, demand=300.0)
+    wait_until(
+        lambda: all(scraped(accord_prometheus, namespace, w) for w in workloads),
+        timeout=60,
+        interval=1.0,
+        message="Prometheus holds every workload's demand",
+    )
     setup(cluster, emulator, namespace, demand=300.0, workloads=workloads, rules=rules)
     # 300 req/s at 70% of 100 req/s per pod: a scale-up from 2 negotiated from Prometheus's answers, to a
     # count other than the fallback's, so that the fallback taking effect later is visible.

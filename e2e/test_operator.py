@@ -94,8 +94,11 @@ def operator(
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
+DEMAND_QUERY = 'sum(accord_emulator_requests_per_second{namespace="$namespace", deployment="$workload"})'
+
+
 def agents(namespace: str, *, startup: int = 10) -> list[dict[str, Any]]:
-    query = 'sum(accord_emulator_requests_per_second{namespace="$namespace", deployment="$workload"})'
+    query = DEMAND_QUERY
 
     def agent(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         return {

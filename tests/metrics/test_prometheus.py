@@ -215,3 +215,38 @@ def test_an_agents_queries_against_a_silent_prometheus_all_end_absent_within_one
     assert all(e.value is None and "no answer within 0.5s" in (e.labels.get("reason", "")) for e in found.values())
     assert problem is not None and "no answer within 0.5s" in problem
     assert elapsed < 0.9
+
+
+@pytest.mark.parametrize("fraction", [0.0004, 0.0005, 0.0006, 0.9996])
+def test_a_series_seen_once_is_demand_the_agent_knows_whatever_the_moment_s_last_digits(fraction: float) -> None:
+    """Prometheus stamps a range's points at start + k x step, to the millisecond it was asked: a range
+    asked to end at `now` rounded up would stamp its latest point after `now`, and the forecast would
+    drop it as not yet seen. A workload's first sample (its only one) would then read as missing
+    metrics, and the missing-metrics rule would decide instead of the demand (0.5 ms after a whole
+    millisecond, and later, rounds up)."""
+    now = 1_000_000.0 + fraction
+
+    async def matrix(request: web.Request) -> web.Response:
+        end = float(request.query["end"])
+        point = [end, "300"]
+        return web.json_response(
+            {"status": "success", "data": {"resultType": "matrix", "result": [{"metric": {}, "values": [point]}]}}
+        )
+
+    spec = agent_specs(performance={"type": "performance", "performance": {"demandQuery": "d", "seasonality": False}})[
+        "performance"
+    ]
+    agent = build_agent("performance", spec)
+    seen = situation(now=now)
+
+    async def run() -> dict[str, Evidence]:
+        async with serving(matrix) as url, aiohttp.ClientSession() as session:
+            found, _ = await prometheus_evidence(agent, seen, PrometheusSource(url), session)
+            return found
+
+    evidence = asyncio.run(run())
+    ((stamp, value),) = evidence["demand"].series
+    assert stamp <= now and now - stamp < 0.001 and value == 300.0
+    need = agent.needed_replicas(seen, evidence)
+    assert need is not None, "the one sample is the demand the agent knows"
+    assert need[2] == 300.0

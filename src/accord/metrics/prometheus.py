@@ -128,7 +128,7 @@ class RangeQuery:
         end = min(now, now - self.offset_seconds + self.extend_seconds)
         start = now - self.offset_seconds - self.window_seconds
         step = max(self.step_seconds, (end - start) / 10_000)  # Prometheus caps a range at 11,000 points
-        params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        params = {"query": query, "start": _millis(start), "end": _millis(end), "step": f"{step:g}"}
         try:
             result = await source.api(session, "/api/v1/query_range", params)
         except MetricsUnavailable as exc:
@@ -137,6 +137,13 @@ class RangeQuery:
         if not series:
             return Evidence.absent(self.name, Source.PROMETHEUS, query, "the query returned no samples")
         return Evidence.from_series(self.name, Source.PROMETHEUS, query, series)
+
+
+def _millis(moment: float) -> str:
+    """A moment for Prometheus's API, in seconds to the millisecond, rounded down: a range that ends at
+    `now` must not be asked to end after it, or its latest point is stamped in the future of the
+    decision that reads it, and a forecast drops it as not yet seen (half the time, by rounding)."""
+    return f"{math.floor(moment * 1000) / 1000:.3f}"
 
 
 @dataclass(frozen=True)
