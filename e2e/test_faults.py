@@ -24,10 +24,13 @@ from test_operator import (  # noqa: F401 - fixtures
     INTERVAL,
     accord_prometheus,
     crds,
+    events,
     get,
+    negotiations,
     operator,
     operator_args,
     operator_kubeconfig,
+    phase,
     prometheus_port,
     replicas,
     setup,
@@ -189,3 +192,78 @@ def test_a_prometheus_that_never_answers_turns_into_the_missing_metrics_rule_wit
     )
     emulator.set_demand(namespace, "web", 900.0)  # negotiation resumes on Prometheus's answers
     wait_until(lambda: replicas(cluster, namespace, "web") >= 12, timeout=90, interval=1.0, message="web negotiated")
+
+
+@contextmanager
+def self_healing_writer(k8s: Any, namespace: str, name: str, replicas: int) -> Iterator[list[int]]:
+    """A writer that keeps the Deployment's spec.replicas at `replicas`, as a GitOps controller with
+    self-heal does: it looks twice a second and scales back whatever it finds changed. Yields the list
+    of the counts it found and reset."""
+    from kubernetes import client
+
+    apps = client.AppsV1Api(k8s)
+    stop = threading.Event()
+    resets: list[int] = []
+
+    def heal() -> None:
+        while not stop.wait(0.5):
+            found = apps.read_namespaced_deployment_scale(name, namespace).spec.replicas
+            if found != replicas:
+                apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}})
+                resets.append(int(found))
+
+    thread = threading.Thread(target=heal, name="self-heal", daemon=True)
+    thread.start()
+    try:
+        yield resets
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_a_writer_that_keeps_resetting_replicas_makes_accord_back_off_and_say_so(
+    cluster: Cluster,
+    emulator: WorkloadEmulator,
+    operator: OperatorProcess,  # noqa: F811
+    k8s: Any,
+    namespace: str,
+) -> None:
+    """A self-healing GitOps controller owns spec.replicas (2) while the demand needs more: Accord's
+    change is overwritten, it tries again, and after `maxOverwrites` (3) overwritten changes it stops:
+    a Held record and a CompetingWriter Event say why, the policy's WriterConflict condition names the
+    workload, and no further change is applied while the fight would go on. When the writer stops
+    fighting (here: it goes away) and the overwrites leave the window (60 s here), Accord acts again."""
+    rules = {"minConfidence": 0.3, "competingWriter": {"maxOverwrites": 3, "windowSeconds": 60}}
+    setup(cluster, emulator, namespace, demand=900.0, rules=rules)
+    with self_healing_writer(k8s, namespace, "web", 2) as resets:
+        condition = wait_until(
+            lambda: (
+                policy_condition(cluster, namespace, "WriterConflict").get("status") == "True"
+                and policy_condition(cluster, namespace, "WriterConflict")
+            ),
+            timeout=12 * INTERVAL,
+            interval=0.5,
+            message="WriterConflict",
+        )
+        assert "Deployment " + namespace + "/web: 3 changes overwritten by another writer" in condition["message"]
+        applied = [n for n in negotiations(cluster, namespace) if phase(n) == "Applied"]
+        held = [n for n in negotiations(cluster, namespace) if phase(n) == "Held"]
+        assert len(applied) == 3, [(n["metadata"]["name"], phase(n)) for n in negotiations(cluster, namespace)]
+        assert len(held) == 1
+        assert "overwritten 3 times" in held[0]["status"]["message"], held[0]["status"]
+        warnings = [e for e in events(cluster, namespace, "CompetingWriter") if e["type"] == "Warning"]
+        assert warnings and "Accord backs off" in warnings[0]["message"]
+        fights = len(resets)
+        time.sleep(4 * INTERVAL)  # rounds go by: no new change, no new record
+        assert [n for n in negotiations(cluster, namespace) if phase(n) == "Applied"] == applied
+        assert len(resets) == fights, "Accord did not change the workload while backing off"
+        assert len([n for n in negotiations(cluster, namespace) if phase(n) == "Held"]) == 1
+        assert replicas(cluster, namespace) == 2
+    # The writer is gone; once the window has no more than two overwrites, Accord scales again.
+    wait_until(lambda: replicas(cluster, namespace) > 2, timeout=60 + 6 * INTERVAL, interval=1.0, message="scaled")
+    wait_until(
+        lambda: policy_condition(cluster, namespace, "WriterConflict").get("status") == "False",
+        timeout=3 * INTERVAL,
+        interval=0.5,
+        message="WriterConflict cleared",
+    )

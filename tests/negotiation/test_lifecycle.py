@@ -561,3 +561,75 @@ def test_an_hpa_owned_by_keda_is_never_patched_even_when_the_policy_coordinates(
     assert write.record.phase is Phase.HELD
     assert "KEDA" in write.message
     assert not any(isinstance(i, Execute) for i in step.intents)
+
+
+# -- a competing writer ------------------------------------------------------------------------------------
+def fought(spec: NegotiationPolicySpec, rounds: int, *, every: float = 60.0, reset_to: int = 4) -> tuple[Step, float]:
+    """Accord scales 4 -> 6 each round and something else puts the workload back to `reset_to` before
+    the next: `rounds` changes applied and overwritten. Returns the next round's step and its time."""
+    state, now, current = Decisions(), NOW, 4
+    for _ in range(rounds):
+        _, step = decide_with(spec, state, current=current, want=6, now=now)
+        execute = next(i for i in step.intents if isinstance(i, Execute))
+        state = lifecycle.executed(step.state, execute.command.record, Done(6, "standard", "scale"), now=now).state
+        current, now = reset_to, now + every  # the other writer resets it between rounds
+    return decide_with(spec, state, current=current, want=6, now=now)[1], now
+
+
+@pytest.mark.parametrize(("most", "rounds", "held"), [(3, 2, False), (3, 3, True), (2, 2, True), (0, 10, False)])
+def test_accord_backs_off_once_its_changes_are_overwritten_max_overwrites_times(
+    most: int, rounds: int, held: bool
+) -> None:
+    spec = policy(rules={"competingWriter": {"maxOverwrites": most}})
+    step, _ = fought(spec, rounds)
+    if not held:
+        assert kinds(step) == ["Write", "Execute"]
+        return
+    assert kinds(step) == ["Conflict", "Write", "Emit"]
+    conflict, write, emit = step.intents
+    assert isinstance(conflict, lifecycle.Conflict) and conflict.writer
+    assert f"{rounds} changes overwritten by another writer" in conflict.message
+    assert isinstance(write, Write) and write.record.phase is Phase.HELD
+    assert isinstance(emit, Emit) and emit.reason == "CompetingWriter" and emit.warning
+    assert "6@standard became 4@standard" in emit.message
+
+
+def test_a_held_fight_is_recorded_once_and_reported_every_round() -> None:
+    spec = policy()
+    step, now = fought(spec, 3)
+    _, again = decide_with(spec, step.state, current=4, want=6, now=now + 60)
+    assert kinds(again) == ["Conflict"]
+
+
+@pytest.mark.parametrize(("age", "held"), [(3599.0, True), (3601.0, False)])
+def test_overwrites_leave_the_window(age: float, held: bool) -> None:
+    """Three overwrites, the first two seen `age` seconds (or more) ago: the third alone (the workload
+    is still not where Accord left it) is under the bar of three once the others have left the hour."""
+    spec = policy()
+    step, now = fought(spec, 3, every=1.0)
+    _, later = decide_with(spec, step.state, current=4, want=6, now=now - 2 + age)
+    assert ("Conflict" in kinds(later)) is held
+
+
+def test_a_workload_left_where_accord_put_it_is_no_fight() -> None:
+    """Accord's own successive changes (each one found where the previous left it) are no overwrite."""
+    spec = policy()
+    state, now, current = Decisions(), NOW, 4
+    for want in (6, 8, 10, 12):
+        _, step = decide_with(spec, state, current=current, want=want, now=now)
+        execute = next(i for i in step.intents if isinstance(i, Execute))
+        done = Done(execute.command.target.replicas, "standard", "scale")
+        state = lifecycle.executed(step.state, execute.command.record, done, now=now).state
+        current, now = execute.command.target.replicas, now + 60
+    assert lifecycle.overwrites(state, Candidate(current, "standard"), now=now, window=3600) == []
+    _, step = decide_with(spec, state, current=current, want=current + 2, now=now)
+    assert kinds(step) == ["Write", "Execute"]
+
+
+def test_a_fight_is_rebuilt_from_the_records_after_a_restart() -> None:
+    step, now = fought(policy(), 3)
+    rebuilt = Decisions()
+    for record in step.state.records:
+        if record.phase is Phase.APPLIED:
+            rebuilt = lifecycle.observe(rebuilt, record, now=now)
+    assert len(lifecycle.overwrites(rebuilt, Candidate(4, "standard"), now=now, window=3600)) == 3

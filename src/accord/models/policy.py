@@ -186,6 +186,27 @@ class PolicyFreezeWindow(FreezeWindow):
     )
 
 
+class CompetingWriter(Model):
+    """What Accord does when something else keeps resetting what it applied (a GitOps controller with
+    self-heal, a script, a person): it stops changing the workload instead of fighting every round."""
+
+    max_overwrites: int = Field(
+        default=3,
+        ge=0,
+        le=1000,
+        description="Changes Accord applied that others overwrote within the window before Accord backs off: "
+        "a decision that would change the workload again is held (CompetingWriter Event, WriterConflict "
+        "condition) until older overwrites leave the window. 0: never backs off.",
+    )
+    window_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=3600,
+        description="The window overwrites are counted in (at most an hour: the applied records of the last "
+        "hour are kept, so the count survives a restart).",
+    )
+
+
 class Rules(Model):
     min_confidence: Fraction = Field(default=0.5, description="Below this overall confidence nothing is applied.")
     require_approval: ApprovalConditions = Field(
@@ -195,6 +216,9 @@ class Rules(Model):
     budget: Budget = Field(default_factory=Budget, description="Spend and change budgets.")
     missing_metrics: MissingMetrics = Field(
         default_factory=MissingMetrics, description="What to do when metrics are missing."
+    )
+    competing_writer: CompetingWriter = Field(
+        default_factory=CompetingWriter, description="Backing off when others keep resetting what Accord applied."
     )
 
 

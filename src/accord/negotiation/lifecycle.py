@@ -21,6 +21,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Literal
 
 from accord.agents.base import Candidate
@@ -42,6 +43,7 @@ AUTOSCALER_HELD = "|autoscaler"
 ROLLOUT_HELD = "rolloutInProgress"
 ROLLOUT_FAILED = "|rolloutFailed"
 ROLLOUT_BACKOFF = 3600.0  # a target whose rollout failed is not tried again for an hour
+WRITER_HELD = "|writer"
 
 
 # -- state ----------------------------------------------------------------------------------------------
@@ -173,9 +175,11 @@ class Emit:
 
 @dataclass(frozen=True, slots=True)
 class Conflict:
-    """Another autoscaler holds the workload: reported on the policy's condition."""
+    """Another autoscaler holds the workload, or another writer keeps resetting it: reported on the
+    policy's condition (AutoscalerConflict, WriterConflict)."""
 
     message: str
+    writer: bool = False  # another writer overwrote what Accord applied, not an autoscaler
 
 
 Intent = Write | SetPhase | Delete | Execute | Emit | Conflict
@@ -351,6 +355,34 @@ def _failed_rollout(state: Decisions, current: Candidate, target: Candidate, now
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Overwrite:
+    """A change Accord applied that was found overwritten: `applied` by Accord, `found` at `seen`."""
+
+    seen: float
+    applied: Candidate
+    found: Candidate
+
+
+def overwrites(state: Decisions, live: Candidate, *, now: float, window: float) -> list[Overwrite]:
+    """Accord's applied changes that someone else overwrote, seen within the window (oldest first): an
+    applied record whose successor found the workload elsewhere than it left it, and the newest one
+    when the workload is not where it left it now. Read from the records alone (the applied records of
+    the last hour are kept), so a restart forgets none."""
+    applied = sorted(
+        (r for r in state.records if r.phase is Phase.APPLIED and not r.audit and r.applied_at is not None),
+        key=lambda r: (r.applied_at or 0.0, r.name),
+    )
+    found = [
+        Overwrite(after.created, before.target, after.current)
+        for before, after in pairwise(applied)
+        if after.current != before.target and after.created >= now - window
+    ]
+    if applied and live != applied[-1].target:
+        found.append(Overwrite(now, applied[-1].target, live))
+    return found
+
+
 def _keep_seconds(policy: NegotiationPolicySpec) -> float:
     return float(max(policy.bounds.scale_down_stabilization_seconds, policy.bounds.scale_up_stabilization_seconds))
 
@@ -388,6 +420,15 @@ def decide(state: Decisions, outcome: Outcome, *, context: Context, now: float) 
         return build_record(
             outcome, workload=context.workload, policy=context.policy_key, mode=policy.mode.value, now=now
         )
+
+    def held_in_conflict(suffix: str, reason: str, message: str, conflict: Conflict) -> Step:
+        """Held because something else owns the workload's replicas: one record and one Warning for
+        the whole conflict, and the conflict reported on the policy every round."""
+        if latest is not None and latest.signature == sig + suffix and latest.phase is Phase.HELD:
+            return Step(state, (conflict,))
+        write = Write(new(Phase.HELD, suffix=suffix), message, build)
+        step = _written(state, write, Emit(reason, message, warning=True), policy=policy, now=now)
+        return Step(step.state, (conflict, *step.intents))
 
     if verdict in VERDICT_PHASE:
         phase = VERDICT_PHASE[verdict]
@@ -446,16 +487,25 @@ def decide(state: Decisions, outcome: Outcome, *, context: Context, now: float) 
             f"is managed by HPA {context.autoscaler}"
             + (f" (owned by KEDA {context.autoscaler_owner})" if context.autoscaler_owner else "")
         )
-        if latest is not None and latest.signature == sig + AUTOSCALER_HELD:
-            return Step(state, (conflict,))
-        step = _written(
-            state,
-            Write(new(Phase.HELD, suffix=AUTOSCALER_HELD), message, build),
-            Emit("AutoscalerConflict", message, warning=True),
-            policy=policy,
-            now=now,
+        return held_in_conflict(AUTOSCALER_HELD, "AutoscalerConflict", message, conflict)
+    fights = overwrites(state, outcome.current, now=now, window=policy.rules.competing_writer.window_seconds)
+    most = policy.rules.competing_writer.max_overwrites
+    if most and len(fights) >= most and context.autoscaler is None:
+        # Something else keeps putting the workload back: changing it again would only feed the fight.
+        last = fights[-1]
+        message = (
+            f"not applied: what Accord applied was overwritten {len(fights)} times in the last "
+            f"{policy.rules.competing_writer.window_seconds}s (the latest: {last.applied.replicas}@"
+            f"{last.applied.placement} became {last.found.replicas}@{last.found.placement}); Accord backs off "
+            f"until fewer than {most} are in the window. Let one controller own spec.replicas (e.g. drop it "
+            "from the GitOps manifest) or opt the workload out."
         )
-        return Step(step.state, (conflict, *step.intents))
+        conflict = Conflict(
+            f"{context.workload.kind} {context.workload.namespace}/{context.workload.name}: "
+            f"{len(fights)} changes overwritten by another writer",
+            writer=True,
+        )
+        return held_in_conflict(WRITER_HELD, "CompetingWriter", message, conflict)
     failed = _failed_rollout(state, outcome.current, outcome.target, now)
     if failed is not None:
         # The scheduler could not place this target a moment ago: not tried again until the back-off has run out.

@@ -77,6 +77,7 @@ class RoundReport:
     failed: int = 0
     metrics_problems: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    writers: list[str] = field(default_factory=list)  # workloads whose changes another writer keeps resetting
     overlaps: list[str] = field(default_factory=list)  # workloads another policy also selects
 
 
@@ -411,7 +412,7 @@ class Negotiator:
                 )
             elif isinstance(intent, lifecycle.Conflict):
                 if report is not None:
-                    report.conflicts.append(intent.message)
+                    (report.writers if intent.writer else report.conflicts).append(intent.message)
             else:
                 command = intent.command
 
@@ -608,12 +609,28 @@ class Negotiator:
                     "; ".join(sorted(report.overlaps))[:1000] or "no other policy selects these workloads",
                     generation,
                 ),
-                condition(
-                    "AutoscalerConflict",
-                    bool(report.conflicts),
-                    "AutoscalerManaged" if report.conflicts else "NoConflict",
-                    "; ".join(report.conflicts)[:1000] or "no other autoscaler manages these workloads",
-                    generation,
+                *(
+                    condition(
+                        kind,
+                        bool(found),
+                        reason if found else "NoConflict",
+                        "; ".join(found)[:1000] or none,
+                        generation,
+                    )
+                    for kind, found, reason, none in (
+                        (
+                            "AutoscalerConflict",
+                            report.conflicts,
+                            "AutoscalerManaged",
+                            "no other autoscaler manages these workloads",
+                        ),
+                        (
+                            "WriterConflict",
+                            report.writers,
+                            "OverwrittenByOthers",
+                            "nothing else resets what Accord applies",
+                        ),
+                    )
                 ),
             ],
         )
