@@ -7,12 +7,14 @@ e2e/test_operator.py, whose fixtures and helpers these tests share.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from accord_dev.cluster.emulator import WorkloadEmulator
@@ -267,3 +269,62 @@ def test_a_writer_that_keeps_resetting_replicas_makes_accord_back_off_and_say_so
         interval=0.5,
         message="WriterConflict cleared",
     )
+
+
+def chain(cluster: Cluster, namespace: str) -> list[tuple[int, int]]:
+    """The (from, to) replica counts of web's Applied records, in decision order."""
+    return [
+        (n["spec"]["current"]["replicas"], n["spec"]["outcome"]["target"]["replicas"])
+        for n in sorted(negotiations(cluster, namespace), key=lambda n: n["spec"]["decidedAt"])
+        if phase(n) == "Applied"
+    ]
+
+
+@pytest.mark.parametrize("component", ["kube-apiserver", "etcd"])
+def test_a_control_plane_restart_mid_round_loses_nothing_and_applies_nothing_twice(
+    cluster: Cluster,
+    emulator: WorkloadEmulator,
+    operator: OperatorProcess,  # noqa: F811
+    namespace: str,
+    component: str,
+) -> None:
+    """The API server (or etcd) goes away for longer than a round while demand rises, then comes back:
+    the operator keeps running, its watches recover, the rise is negotiated, every change is applied
+    once (each Applied record starts where the one before ended, and the workload is where the last
+    one left it), and no record is left half-done (Proposed)."""
+    plane = cluster.control_plane
+    if plane is None:
+        pytest.skip("restarting a control-plane component needs the local provider")
+    setup(cluster, emulator, namespace, demand=600.0, rules={"minConfidence": 0.3})
+    wait_until(lambda: chain(cluster, namespace), timeout=90, interval=1.0, message="a first change applied")
+    wait_until(
+        lambda: policy_condition(cluster, namespace, "Ready").get("message") == "1 of 1 workloads negotiated",
+        timeout=3 * INTERVAL,
+        interval=0.5,
+        message="a clean round",
+    )
+    emulator.set_demand(namespace, "web", 1500.0)  # 1500/s at 70% of 100/s per pod: 22 pods
+    time.sleep(INTERVAL / 2)  # into the next round
+    plane.restart(component, down_seconds=2 * INTERVAL)
+    wait_until(lambda: replicas(cluster, namespace) >= 22, timeout=120, interval=1.0, message="the rise negotiated")
+    assert operator.process is not None and operator.process.poll() is None, "the operator kept running"
+    wait_until(
+        lambda: not [n for n in negotiations(cluster, namespace) if phase(n) in ("", "Proposed")],
+        timeout=3 * INTERVAL,
+        interval=0.5,
+        message="no record left Proposed",
+    )
+    applied = chain(cluster, namespace)
+    assert all(after[0] == before[1] for before, after in itertools.pairwise(applied)), applied
+    assert applied[-1][1] == replicas(cluster, namespace), (applied, replicas(cluster, namespace))
+    ready = wait_until(
+        lambda: (
+            policy_condition(cluster, namespace, "Ready").get("message") == "1 of 1 workloads negotiated"
+            and policy_condition(cluster, namespace, "Ready")
+        ),
+        timeout=3 * INTERVAL,
+        interval=0.5,
+        message="rounds negotiate every workload again",
+    )
+    assert ready["status"] == "True"
+    print(f"\n[e2e] {component} restarted: applied {applied}")

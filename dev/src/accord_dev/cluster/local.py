@@ -261,6 +261,7 @@ class _Component:
     process: subprocess.Popen[bytes]
     log_path: Path
     log_file: IO[bytes]
+    argv: tuple[str, ...] = ()
 
 
 def _die_with_parent() -> None:
@@ -365,6 +366,7 @@ class LocalControlPlane(Service):
         self._components: list[_Component] = []
         self._ca: _CertificateAuthority | None = None
         self._apiserver_port = 0
+        self._etcd_port = 0
         self._user_kubeconfigs: dict[tuple[str, tuple[str, ...]], Path] = {}
         self._lock = threading.Lock()
         self._started = False
@@ -467,6 +469,27 @@ class LocalControlPlane(Service):
             shutil.rmtree(self._dir, ignore_errors=True)
         with self._lock:
             self._started = False
+
+    def restart(self, name: str, *, down_seconds: float = 0.0) -> None:
+        """A fault for tests: stop one component (SIGTERM, SIGKILL after the grace), leave it down for
+        `down_seconds`, start it again with the same command line and data, and wait until etcd (if
+        it was etcd) and the API server serve again. The API server keeps its address."""
+        index = next((i for i, c in enumerate(self._components) if c.name == name), None)
+        if index is None:
+            running = ", ".join(c.name for c in self._components) or "none"
+            raise ValueError(f"no component {name!r} is running (running: {running})")
+        old = self._components[index]
+        try:
+            _kill_group(old.process, grace=self._stop_grace)
+        finally:
+            old.log_file.close()
+        time.sleep(down_seconds)
+        new = self._spawn(name, old.argv)
+        self._components.pop()
+        self._components[index] = new
+        if name == "etcd":
+            self._wait_etcd(self._etcd_port, new)
+        self._wait_apiserver_ready()
 
     def _stop_processes(self) -> None:
         # Reverse order: the controller manager and the API server first, so
@@ -660,7 +683,7 @@ class LocalControlPlane(Service):
         except BaseException:
             log_file.close()
             raise
-        component = _Component(name, process, log_path, log_file)
+        component = _Component(name, process, log_path, log_file, tuple(argv))
         self._components.append(component)
         return component
 
@@ -682,6 +705,7 @@ class LocalControlPlane(Service):
                 raise self._fail(component, f"{component.name} died during start-up")
 
     def _start_etcd(self, port: int, peer_port: int) -> None:
+        self._etcd_port = port
         client_url = f"http://127.0.0.1:{port}"
         peer_url = f"http://127.0.0.1:{peer_port}"
         self._spawn(
@@ -704,9 +728,9 @@ class LocalControlPlane(Service):
             ],
         )
 
-    def _wait_etcd(self, port: int) -> None:
+    def _wait_etcd(self, port: int, etcd: _Component | None = None) -> None:
         deadline = time.monotonic() + self._start_timeout
-        etcd = self._components[-1]
+        etcd = etcd or self._components[-1]
         while time.monotonic() < deadline:
             self._check_alive()
             try:
