@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -101,6 +102,16 @@ class OperatorProcess:
                     return
             time.sleep(0.2)
         raise RuntimeError(f"the webhook server did not listen on {self.webhook_port}:\n{self.tail()}")
+
+    def readyz(self) -> tuple[int, str]:
+        """/readyz's status and text (0 and the error while nothing answers)."""
+        try:
+            with urllib.request.urlopen(f"{self.metrics_url}/readyz", timeout=2) as response:
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read().decode()
+        except OSError as exc:
+            return 0, str(exc)
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"{self.metrics_url}/metrics", timeout=5) as response:

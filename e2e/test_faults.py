@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +26,10 @@ from test_operator import (  # noqa: F401 - fixtures
     DEMAND_QUERY,
     INTERVAL,
     accord_prometheus,
+    agents,
+    apply,
     crds,
+    deployment,
     events,
     get,
     negotiations,
@@ -33,6 +37,7 @@ from test_operator import (  # noqa: F401 - fixtures
     operator_args,
     operator_kubeconfig,
     phase,
+    policy,
     prometheus_port,
     replicas,
     setup,
@@ -328,3 +333,48 @@ def test_a_control_plane_restart_mid_round_loses_nothing_and_applies_nothing_twi
     )
     assert ready["status"] == "True"
     print(f"\n[e2e] {component} restarted: applied {applied}")
+
+
+def test_readyz_turns_ready_only_once_the_watches_have_listed(
+    cluster: Cluster,
+    crds: None,  # noqa: F811
+    accord_prometheus: PrometheusServer,  # noqa: F811
+    operator_kubeconfig: Path,  # noqa: F811
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """A second operator (no leader election, no webhook) starts on a namespace that holds 80 opted-in
+    Deployments and a policy: /readyz answers 503 while the watches list, and the first time it answers
+    200 the operator already knows every one of the Deployments and the policy. On an empty namespace
+    (nothing to list) it turns ready too."""
+    count = 80
+    apply(cluster, *agents(namespace), policy(namespace), *(deployment(namespace, f"w{i}") for i in range(count)))
+    empty = f"{namespace}-empty"[:63]
+    cluster.kubectl("create", "namespace", empty)
+    try:
+        for watched, expected in ((namespace, f"{count} workloads, 1 policies, 4 agents"), (empty, "0 workloads")):
+            process = OperatorProcess(
+                kubeconfig=operator_kubeconfig,
+                prometheus_url=accord_prometheus.url,
+                log_path=tmp_path / f"{watched}.log",
+                webhook=False,
+                namespaces=(watched,),
+                extra_args=("--no-leader-election",),
+            )
+            process.start()
+            try:
+                answers: list[tuple[int, str]] = []
+
+                def ready(answers: list[tuple[int, str]] = answers, process: OperatorProcess = process) -> bool:
+                    answers.append(process.readyz())
+                    return answers[-1][0] == 200
+
+                wait_until(ready, timeout=60, interval=0.05, message=f"/readyz on {watched}")
+                first = answers[-1][1]
+                assert first.startswith("ready: ") and expected in first, (first, answers[:3])
+                assert all(code == 503 for code, _ in answers[:-1]), answers
+                print(f"\n[e2e] /readyz on {watched}: {len(answers) - 1} answers 503, then {first.strip()!r}")
+            finally:
+                process.stop()
+    finally:
+        cluster.kubectl("delete", "namespace", empty, "--wait=false")

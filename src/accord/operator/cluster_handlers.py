@@ -13,15 +13,19 @@ from typing import Any
 import kopf
 
 from accord.models.common import GROUP, VERSION
-from accord.operator.handlers import _negotiator, remember_policy
+from accord.operator.handlers import _negotiator, handled, remember_policy, watched
 from accord.operator.scope import PolicyRef
 from accord.operator.state import State
 
 PLURAL = "clusternegotiationpolicies"
 
 
+watched("", "v1", "namespaces", namespaced=False)
+
+
 @kopf.on.event("", "v1", "namespaces")
 def namespace_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    handled(memo)
     state: State = memo["state"]
     meta = body.get("metadata", {})
     name = meta.get("name", "")
@@ -34,8 +38,12 @@ def namespace_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) 
         state.wake()  # an opt-in (or out) of a whole namespace: the cluster policies look again
 
 
+watched(GROUP, VERSION, PLURAL, namespaced=False)
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def cluster_policy_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    handled(memo)
     remember_policy(memo["state"], PolicyRef(body.get("metadata", {}).get("name", "")).key, event, body)
     if event.get("type") == "DELETED":
         await _negotiator(memo).release_autoscalers()

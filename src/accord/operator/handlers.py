@@ -40,6 +40,51 @@ log = logging.getLogger(__name__)
 CONFIG_ENV = "ACCORD_CONFIG_JSON"
 
 
+# Every resource a handler here (or in cluster_handlers) watches: (group, version, plural, namespaced).
+WATCHED: list[tuple[str, str, str, bool]] = []
+
+
+def watched(group: str, version: str, plural: str, *, namespaced: bool = True) -> None:
+    """A listing barrier on a watched resource: an index that stores nothing, so that kopf holds every
+    handler (events and the policies' rounds) until this resource's watch has listed once; and the
+    resource is remembered for the readiness check when there is nothing to list."""
+    WATCHED.append((group, version, plural, namespaced))
+    kopf.index(group, version, plural, id=f"listed-{plural}")(_no_index)
+
+
+def _no_index(**_: Any) -> None:
+    return None
+
+
+def handled(memo: Any) -> None:
+    """A handler runs: by the listing barrier, every watch has listed (the operator is ready)."""
+    _negotiator(memo).health.listed()
+
+
+async def listed_if_empty(kube: Kube, health: observability.Health, namespaces: Sequence[str]) -> None:
+    """Ready without any event when no watched resource has an object to list (a handler would run
+    otherwise). A list that fails leaves readiness to the handlers."""
+    for group, version, plural, namespaced in WATCHED:
+        for namespace in namespaces if namespaced and namespaces else [None]:
+            try:
+                if not group:  # the core group's watched resources are cluster-scoped: Nodes, Namespaces
+                    core = kube.core.list_node if plural == "nodes" else kube.core.list_namespace
+                    any_item = bool((await kube.call(f"list {plural}", core, limit=1)).items)
+                elif namespace is None:
+                    fn = kube.custom.list_cluster_custom_object
+                    any_item = bool((await kube.call(f"list {plural}", fn, group, version, plural, limit=1))["items"])
+                else:
+                    fn = kube.custom.list_namespaced_custom_object
+                    found = await kube.call(f"list {plural}", fn, group, version, namespace, plural, limit=1)
+                    any_item = bool(found["items"])
+            except Exception as exc:  # any failure: the handlers will tell
+                log.info("readiness: could not list %s (%s); ready once the watches deliver", plural, exc)
+                return
+            if any_item:
+                return
+    health.listed()
+
+
 def _negotiator(memo: Any) -> Negotiator:
     negotiator: Negotiator = memo["negotiator"]
     return negotiator
@@ -50,7 +95,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     config: OperatorConfig = memo.get("config") or OperatorConfig()
     state = State(config=config)
     kube = Kube.connect(config.kubeconfig, threads=config.concurrency)
-    health = observability.Health()
+    health = observability.Health(known=state.known)
     memo["state"] = state
     memo["negotiator"] = Negotiator(kube, state, health)
     memo["metrics_runner"] = await observability.serve(health, config.metrics_host, config.metrics_port)
@@ -91,6 +136,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         # lets kopf register them.
         settings.admission.managed = GROUP if config.manage_webhook_configurations else None
     health.started()
+    memo["listing_check"] = asyncio.create_task(listed_if_empty(kube, health, config.namespaces))
     log.info(
         "accord operator starting: prometheus=%s namespaces=%s webhook=%s protected=%s placements=%s",
         config.prometheus_url,
@@ -218,18 +264,30 @@ def _workload_event(kind: str, event: kopf.RawEvent, body: kopf.Body, memo: kopf
         state.wake_for(view)  # a marked change of the workload itself: renegotiate promptly
 
 
+watched("apps", "v1", "deployments")
+
+
 @kopf.on.event("apps", "v1", "deployments")
 def deployment_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    handled(memo)
     _workload_event("Deployment", event, body, memo)
+
+
+watched("apps", "v1", "statefulsets")
 
 
 @kopf.on.event("apps", "v1", "statefulsets")
 def statefulset_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    handled(memo)
     _workload_event("StatefulSet", event, body, memo)
+
+
+watched("", "v1", "nodes", namespaced=False)
 
 
 @kopf.on.event("", "v1", "nodes")
 def node_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    handled(memo)
     state: State = memo["state"]
     name = body.get("metadata", {}).get("name", "")
     if event.get("type") == "DELETED":
@@ -238,8 +296,12 @@ def node_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> No
         state.nodes[name] = dict(body.get("metadata", {}).get("labels") or {})
 
 
+watched("autoscaling", "v1", "horizontalpodautoscalers")
+
+
 @kopf.on.event("autoscaling", "v1", "horizontalpodautoscalers")
 def hpa_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    handled(memo)
     state: State = memo["state"]
     view = autoscaler_view(body)
     if event.get("type") == "DELETED":
@@ -249,10 +311,14 @@ def hpa_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> Non
         state.hpas[view.target] = view
 
 
+watched(GROUP, VERSION, "agents")
+
+
 @kopf.on.event(GROUP, VERSION, "agents")
 async def agent_event(
     event: kopf.RawEvent, body: kopf.Body, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
 ) -> None:
+    handled(memo)
     state: State = memo["state"]
     negotiator = _negotiator(memo)
     meta = body.get("metadata", {})
@@ -323,8 +389,12 @@ def agent_spec(raw: Mapping[str, Any], allowed_hosts: Sequence[str]) -> tuple[Ag
     return spec, None, None
 
 
+watched(GROUP, VERSION, "negotiationpolicies")
+
+
 @kopf.on.event(GROUP, VERSION, "negotiationpolicies")
 async def policy_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    handled(memo)
     meta = body.get("metadata", {})
     remember_policy(memo["state"], f"{meta.get('namespace')}/{meta.get('name')}", event, body)
     if event.get("type") == "DELETED":
@@ -342,7 +412,8 @@ def remember_policy(state: State, key: str, event: kopf.RawEvent, body: kopf.Bod
         state.wake(key)
 
 
-# The initial delay lets the first listing of Agents, workloads and Nodes arrive before the first round.
+# No round runs before every watch has listed (the listing barrier above); the initial delay lets the
+# events of that first listing be handled first.
 @kopf.daemon(GROUP, VERSION, "negotiationpolicies", cancellation_timeout=5.0, initial_delay=3.0)
 async def policy_daemon(
     name: str, namespace: str | None, body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **_: Any
@@ -352,8 +423,12 @@ async def policy_daemon(
     await _negotiator(memo).run_policy(namespace or "", name, stopped)
 
 
+watched(GROUP, VERSION, "negotiations")
+
+
 @kopf.on.event(GROUP, VERSION, "negotiations")
 async def negotiation_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    handled(memo)
     state: State = memo["state"]
     negotiator = _negotiator(memo)
     approvals.track(

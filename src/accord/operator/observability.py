@@ -7,6 +7,7 @@ and `/readyz` (the watches have listed every resource once and rounds are runnin
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -49,21 +50,33 @@ METRICS_MISSING = Gauge(
 
 
 class Health:
-    """Readiness once the operator has started; liveness from the negotiation loops' heartbeats.
+    """Readiness once the operator has started and its watches have listed; liveness from the
+    negotiation loops' heartbeats.
 
-    Ready as soon as start-up is done (a standby replica under peering is ready too: it can take
-    over at once). Alive while the event loop answers and, when policies run, while their rounds
-    keep beating: a round stuck for `stall_after` seconds makes /healthz fail so the Pod restarts.
+    Ready once start-up is done and every watch has delivered its first listing (`listed`: the
+    operator knows the cluster as it is, so its first round decides on all of it). A standby replica
+    is ready too: it can take over at once. Alive while the event loop answers and, when policies
+    run, while their rounds keep beating: a round stuck for `stall_after` seconds makes /healthz fail
+    so the Pod restarts.
     """
 
-    def __init__(self, stall_after: float = 300.0) -> None:
+    def __init__(self, stall_after: float = 300.0, known: Callable[[], str] = lambda: "") -> None:
         self.stall_after = stall_after
+        self.known = known  # what the operator knows of the cluster, for /readyz's answer
         self.last_beat = time.monotonic()
-        self.ready = False
+        self.up = False
+        self.has_listed = False
         self.loops = 0
 
+    @property
+    def ready(self) -> bool:
+        return self.up and self.has_listed
+
     def started(self) -> None:
-        self.ready = True
+        self.up = True
+
+    def listed(self) -> None:
+        self.has_listed = True
 
     def loop_started(self) -> None:
         self.loops += 1
@@ -88,7 +101,10 @@ def app(health: Health) -> web.Application:
         return web.Response(text="ok\n") if health.alive() else web.Response(status=503, text="stalled\n")
 
     async def readyz(_: web.Request) -> web.Response:
-        return web.Response(text="ready\n") if health.ready else web.Response(status=503, text="starting\n")
+        if health.ready:
+            known = health.known()
+            return web.Response(text=f"ready: {known}\n" if known else "ready\n")
+        return web.Response(status=503, text="listing\n" if health.up else "starting\n")
 
     application = web.Application()
     application.router.add_get("/metrics", _metrics)

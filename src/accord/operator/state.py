@@ -86,6 +86,13 @@ class State:
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)  # workload key: one writer at a time
     policy_cache: dict[str, tuple[str, NegotiationPolicySpec | None]] = field(default_factory=dict)
 
+    def known(self) -> str:
+        """What the watches have delivered so far, in a line (/readyz says it)."""
+        return (
+            f"{len(self.workloads)} workloads, {len(self.policy_bodies)} policies, {len(self.agents)} agents, "
+            f"{len(self.nodes)} nodes known"
+        )
+
     def wake(self, policy_key: str | None = None) -> None:
         targets = [policy_key] if policy_key else list(self.wakeups)
         for key in targets:
