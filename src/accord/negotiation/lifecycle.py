@@ -999,19 +999,31 @@ def _supersede(state: Decisions, pending: Record | None, message: str, *, by: st
     return _set(state, pending, Phase.SUPERSEDED, message, by=by)
 
 
+def counted_changes(policy: NegotiationPolicySpec) -> int:
+    """How many of the last hour's applied records the rules read: the change budget counts up to
+    `maxChangesPerHour` of them (beyond that every change is held), the competing-writer rule reads
+    `maxOverwrites` overwrites, which takes one record more."""
+    return max(policy.rules.budget.max_changes_per_hour or 0, policy.rules.competing_writer.max_overwrites + 1)
+
+
 def _written(state: Decisions, write: Write, *more: Intent, policy: NegotiationPolicySpec, now: float) -> Step:
     """A new record, then the history limit: the newest `historyLimit` records stay, and so does every
-    record that still waits or acts, and every change of the budget's window (the budget is rebuilt
-    from them after a restart)."""
+    record that still waits or acts, and the newest of the last hour's changes the rules still count
+    (`counted_changes`: the budget and the overwrites are rebuilt from them after a restart)."""
     state = state.put(write.record)
     intents: list[Intent] = [write, *more]
+    counted = sorted(
+        (r for r in state.records if r.applied_at is not None and r.applied_at >= now - BUDGET_WINDOW),
+        key=lambda r: (r.applied_at or 0.0, r.name),
+        reverse=True,
+    )[: counted_changes(policy)]
     newest_first = sorted(state.records, key=lambda r: (r.created, r.name), reverse=True)
     for record in newest_first[policy.history_limit :]:
         # A Proposed record is resumed only while it is a workload's newest (the retry of the same
         # decision); an older one (audit mode's proposals, an abandoned attempt) is history like any other.
         if record.phase in OPEN or record.phase is Phase.ROLLING_OUT:
             continue
-        if record.applied_at is not None and record.applied_at >= now - BUDGET_WINDOW:
+        if record in counted:
             continue
         state = state.without(record.name)
         intents.append(Delete(record.name))
