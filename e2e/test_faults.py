@@ -378,3 +378,41 @@ def test_readyz_turns_ready_only_once_the_watches_have_listed(
                 process.stop()
     finally:
         cluster.kubectl("delete", "namespace", empty, "--wait=false")
+
+
+def test_records_stay_bounded_however_often_the_workloads_change(
+    cluster: Cluster,
+    emulator: WorkloadEmulator,
+    operator: OperatorProcess,  # noqa: F811
+    namespace: str,
+) -> None:
+    """Six workloads whose demand climbs by one pod's worth (70/s at 70% of 100/s) every round, so that
+    every round changes each of them, for 30 rounds: each workload's Negotiations never exceed the
+    history limit (3) plus the changes the rules still count (4: the competing-writer rule reads 3
+    overwrites) plus the one being applied, although each workload is changed far more often."""
+    names = tuple(f"ramp{i}" for i in range(6))
+    start = time.monotonic()
+
+    def ramp(t: float) -> float:
+        return 100.0 + 70.0 * max(0.0, time.monotonic() - start) / INTERVAL
+
+    for name in names:
+        emulator.add_workload(namespace, name, demand=ramp)
+    apply(cluster, *agents(namespace), policy(namespace, historyLimit=3), *(deployment(namespace, n) for n in names))
+    bound = 3 + 4 + 1
+    most: dict[str, int] = dict.fromkeys(names, 0)
+    changes: dict[str, set[str]] = {n: set() for n in names}
+    deadline = time.monotonic() + 30 * INTERVAL
+    while time.monotonic() < deadline:
+        items = get(cluster, "negotiations", namespace)["items"]
+        for name in names:
+            mine = [n for n in items if n["spec"]["workload"]["name"] == name]
+            most[name] = max(most[name], len(mine))
+            changes[name].update(n["metadata"]["name"] for n in mine if phase(n) in ("Applied", "Proposed"))
+            assert len(mine) <= bound, (name, sorted((n["metadata"]["name"], phase(n)) for n in mine))
+        time.sleep(2.0)
+    made = {n: len(c) for n, c in changes.items()}
+    kinds = {e["reason"] for e in get(cluster, "events", namespace)["items"]}
+    print(f"\n[e2e] 30 rounds of ramps: changes seen per workload {made}, most records at once {most}; Events {kinds}")
+    assert all(count > bound for count in made.values()), f"each workload changed more often than the bound: {made}"
+    assert operator.process is not None and operator.process.poll() is None
