@@ -1,0 +1,166 @@
+"""A long run of the operator on the local control plane: records, Events and memory over time
+(docs/benchmark.md section 4).
+
+N Deployments (default 100) under one policy renegotiated every 5 s, each with a demand that climbs
+by about a pod's worth every round for ten minutes and then falls back (a sawtooth, each workload at
+its own phase), so that nearly every round changes most workloads. Time is accelerated where
+Kubernetes lets it be: the API server keeps Events for `--event-ttl` (default 5 minutes instead of
+an hour), so their plateau shows within the run. Every minute it prints the rounds and decisions so
+far, the Negotiation records (in all, and the most for one workload), the Events in the namespace,
+and the operator's resident memory; at the end, the figures at the start and at the end.
+
+    python benchmarks/long_run.py [--workloads 100] [--minutes 15] [--event-ttl 5m]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "e2e"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from accord_dev.cluster import tools  # noqa: E402
+from accord_dev.cluster.emulator import WorkloadEmulator  # noqa: E402
+from accord_dev.cluster.local import LocalControlPlane  # noqa: E402
+from accord_dev.cluster.prometheus import PrometheusServer  # noqa: E402
+from operator_process import OperatorProcess  # noqa: E402
+from operator_scale import manifests  # noqa: E402
+
+INTERVAL = 5
+PERIOD = 600.0  # seconds of one climb of the sawtooth
+LOW, HIGH = 100.0, 1400.0  # requests per second: 2 to 20 pods at 70% of 100/s
+
+
+def policy(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "accord.dev/v1alpha1",
+        "kind": "NegotiationPolicy",
+        "metadata": {"name": "bench", "namespace": namespace},
+        "spec": {
+            "selector": {"matchLabels": {"bench": "true"}},
+            "agents": [{"name": n} for n in ("performance", "cost", "security", "compliance")],
+            "bounds": {"minReplicas": 1, "maxReplicas": 30, "maxStepDown": 30, "scaleDownStabilizationSeconds": 0},
+            "rules": {"minConfidence": 0.2},
+            "intervalSeconds": INTERVAL,
+            "historyLimit": 3,
+        },
+    }
+
+
+def sawtooth(phase: float) -> Any:
+    def demand(t: float) -> float:
+        return LOW + (HIGH - LOW) * (((t + phase) % PERIOD) / PERIOD)
+
+    return demand
+
+
+def listed(kubeconfig: Path, kind: str, namespace: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = json.loads(tools.run_kubectl(kubeconfig, "get", kind, "-n", namespace, "-o", "json"))[
+        "items"
+    ]
+    return items
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def metric_sum(text: str, name: str) -> float:
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workloads", type=int, default=100)
+    parser.add_argument("--minutes", type=float, default=15.0)
+    parser.add_argument("--event-ttl", default="5m", help="the API server's --event-ttl (Kubernetes' default: 1h)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="accord-long-run-"))
+    namespace = "bench"
+    with LocalControlPlane(extra_apiserver_args=[f"--event-ttl={args.event_ttl}"], with_scheduler=False) as plane:
+        kc = Path(plane.kubeconfig)
+        tools.run_kubectl(kc, "apply", "-f", str(REPO / "crds"))
+        for crd in ("agents", "negotiationpolicies", "negotiations"):
+            tools.run_kubectl(kc, "wait", "--for=condition=Established", f"crd/{crd}.accord.dev", "--timeout=60s")
+        from kubernetes import config
+
+        api = config.new_client_from_config(config_file=str(kc))  # type: ignore[no-untyped-call]
+        with (
+            WorkloadEmulator(api_client=api, poll_interval=2.0) as emulator,
+            PrometheusServer(targets=[emulator.target], scrape_interval="2s") as prom,
+        ):
+            print(f"creating {args.workloads} Deployments ...", flush=True)
+            tools.run_kubectl(
+                kc, "apply", "-f", "-", input_=yaml.safe_dump_all(manifests(namespace, args.workloads, approval=False))
+            )
+            for i in range(args.workloads):
+                emulator.add_workload(namespace, f"w{i:04d}", demand=sawtooth(PERIOD * i / args.workloads))
+            time.sleep(10)  # a few scrapes, so that every workload has demand history
+            operator = OperatorProcess(
+                kubeconfig=kc, prometheus_url=prom.url, log_path=work / "operator.log", webhook=False
+            )
+            operator.start()
+            rows: list[tuple[float, float, float, int, int, int, float]] = []
+            try:
+                tools.run_kubectl(kc, "apply", "-f", "-", input_=yaml.safe_dump(policy(namespace)))
+                started = time.monotonic()
+                print(
+                    f"{'minute':>6} {'rounds':>7} {'decisions':>9} {'records':>8} {'most/wl':>8} "
+                    f"{'events':>7} {'RSS MB':>7}",
+                    flush=True,
+                )
+                minute = 0
+                while time.monotonic() - started < args.minutes * 60:
+                    time.sleep(max(0.0, started + (minute + 1) * 60 - time.monotonic()))
+                    minute += 1
+                    metrics = operator.metrics()
+                    records = listed(kc, "negotiations", namespace)
+                    per = Counter(n["spec"]["workload"]["name"] for n in records)
+                    events = listed(kc, "events", namespace)
+                    assert operator.process is not None
+                    row = (
+                        minute,
+                        metric_sum(metrics, "accord_rounds_total"),
+                        metric_sum(metrics, "accord_decisions_total"),
+                        len(records),
+                        max(per.values(), default=0),
+                        len(events),
+                        rss_mb(operator.process.pid),
+                    )
+                    rows.append(row)
+                    print(
+                        f"{row[0]:6.0f} {row[1]:7.0f} {row[2]:9.0f} {row[3]:8d} {row[4]:8d} {row[5]:7d} {row[6]:7.1f}",
+                        flush=True,
+                    )
+            finally:
+                operator.stop()
+            if len(rows) >= 2:
+                first, last = rows[0], rows[-1]
+                print(
+                    f"\n== {args.workloads} workloads, {args.minutes:g} min, a round every {INTERVAL} s, "
+                    f"Events kept {args.event_ttl}"
+                )
+                print(f"records:  {first[3]} after the first minute, {last[3]} at the end (most for one: {last[4]})")
+                print(f"Events:   {first[5]} after the first minute, {last[5]} at the end")
+                print(f"RSS:      {first[6]:.1f} MB after the first minute, {last[6]:.1f} MB at the end")
+                print(f"rounds:   {last[1]:.0f} policy rounds, {last[2]:.0f} decisions recorded or applied")
+    print(f"operator log: {work / 'operator.log'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
