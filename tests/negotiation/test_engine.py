@@ -424,3 +424,41 @@ def test_a_scale_down_within_the_dwell_time_is_not_made_and_the_record_says_why(
     held = run(spec=spec, sit=sit, ev=ev, history=History(changes=(NOW - 599.0,)))
     assert held.verdict is Verdict.NO_CHANGE and held.target.replicas == 30
     assert "dwell" in held.reason
+
+
+REF = WorkloadRef(kind="Deployment", namespace="shop", name="web")
+
+
+@pytest.mark.parametrize(("room", "placement"), [(None, "spot"), (14, "spot"), (13, "standard")])
+def test_a_move_goes_only_to_a_pool_with_room_for_all_its_pods(room: int | None, placement: str) -> None:
+    """The cheap pool wins with 14 pods; with room for 13 there, the move is not made, the workload
+    scales where it is, and the record says which candidates the pool could not take and why."""
+    from tests.factories import pools
+
+    why = f"room for {room} pods on 2 schedulable nodes"
+    spot = replace(pools()["spot"], room=room, room_why=why if room is not None else "")
+    outcome = run(specs=agent_specs(cost={"type": "cost", "weight": 50}), sit=situation(pool_map=pools(spot=spot)))
+    assert outcome.target == Candidate(14, placement)
+    blocked = {c: why for c, why in outcome.vetoed.items() if why.startswith("pool spot cannot take them now")}
+    gates = [g for g in outcome.gates if g.rule == "poolCapacity"]
+    if room == 13:
+        assert Candidate(14, "spot") in blocked and all(c.replicas > 13 for c in blocked)
+        assert all(why in reason for reason in blocked.values())
+        assert [g.message for g in gates] == [
+            f"the agents would have agreed on 14@spot, but pool spot cannot take 14 pods now: {why}"
+        ]
+        record = build_record(outcome, workload=REF, policy="shop/default", mode="enforce", now=NOW)
+        assert any(g.rule == "poolCapacity" and why in g.message for g in record.gates)
+    else:
+        assert not blocked and not gates
+
+
+def test_room_never_holds_back_a_scale_up_on_the_workloads_own_pool() -> None:
+    """On its own pool a scale-up is not held back by the nodes' room: a node autoscaler adds nodes
+    for pending pods; only a move needs the room now."""
+    from tests.factories import pools
+
+    standard = replace(pools()["standard"], room=0, room_why="room for 0 pods on 3 schedulable nodes")
+    outcome = run(sit=situation(pool_map=pools(standard=standard, spot=replace(pools()["spot"], room=0))))
+    assert outcome.target.placement == "standard"
+    assert outcome.target.replicas > 4

@@ -9,11 +9,16 @@ import pytest
 
 from accord.models.policy import NegotiationPolicySpec
 from accord.operator.workloads import (
+    Requests,
     autoscaler_view,
     current_placement,
+    node_view,
     placed_scheduling,
+    pod_requests,
     pools,
     rollout_of,
+    room,
+    usage,
     workload_view,
 )
 
@@ -97,7 +102,8 @@ def test_pools_are_what_their_nodes_show() -> None:
         },
         {"pool": "spot", "topology.kubernetes.io/region": "us", "topology.kubernetes.io/zone": "c"},
     ]
-    found = pools(POLICY, nodes, workload_view("Deployment", deployment()))
+    views = [node_view({"metadata": {"name": f"n{i}", "labels": labels}}) for i, labels in enumerate(nodes)]
+    found = pools(POLICY, views, workload_view("Deployment", deployment()))
     assert found["standard"].nodes == 2
     assert found["standard"].zones == {"a", "b"}
     assert found["standard"].node_labels == {
@@ -363,3 +369,87 @@ def test_a_workload_without_stuck_pods_has_no_unschedulable_time() -> None:
     assert workload_view("Deployment", deployment()).revisions is None
     assert (rollout.unschedulable_since, rollout.unschedulable, rollout.progressing) == (None, "", None)
     assert rollout.available == 4  # a StatefulSet's Ready replicas stand for its available ones
+
+
+# -- a pool's room for the workload's pods ------------------------------------------------------------------------
+def node(name: str, *, cpu: str = "4", memory: str = "8Gi", pods: str = "110", **extra: Any) -> Any:
+    body: dict[str, Any] = {
+        "metadata": {"name": name, "labels": {"pool": extra.pop("pool", "spot")}},
+        "spec": extra.pop("spec", {}),
+        "status": {
+            "allocatable": {"cpu": cpu, "memory": memory, "pods": pods},
+            "conditions": [{"type": "Ready", "status": extra.pop("ready", "True")}],
+        },
+    }
+    return node_view(body)
+
+
+def pod_on(node_name: str, cpu: str, memory: str = "0", phase: str = "Running") -> dict[str, Any]:
+    return {
+        "spec": {"nodeName": node_name, "containers": [{"resources": {"requests": {"cpu": cpu, "memory": memory}}}]},
+        "status": {"phase": phase},
+    }
+
+
+HALF_A_CPU = Requests(cpu=0.5, memory=2**30, pods=1)
+
+
+def test_what_a_pod_requests_is_its_containers_sum_or_its_largest_init_container() -> None:
+    spec = {
+        "containers": [
+            {"resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}},
+            {"resources": {"requests": {"cpu": "250m"}}},
+            {"name": "no-requests"},
+        ],
+        "initContainers": [{"resources": {"requests": {"cpu": "2", "memory": "64Mi"}}}],
+    }
+    assert pod_requests(spec) == Requests(cpu=2.0, memory=256 * 2**20, pods=1)
+    assert pod_requests({"containers": [{"resources": {"requests": {"cpu": "not a quantity"}}}]}) == Requests(pods=1)
+
+
+@pytest.mark.parametrize(("used_cpu", "fits"), [("1", 6), ("1001m", 5)])
+def test_room_is_what_each_nodes_free_cpu_allows(used_cpu: str, fits: int) -> None:
+    """4 CPU allocatable, 1 requested by its pods: 3 free, six pods of half a CPU; a millicore more, five."""
+    used = usage([pod_on("n1", used_cpu)])
+    assert room([node("n1")], used, HALF_A_CPU, ())[0] == fits
+
+
+@pytest.mark.parametrize(("pods", "fits"), [("3", 2), ("2", 1)])
+def test_room_is_bounded_by_the_nodes_pod_slots(pods: str, fits: int) -> None:
+    used = usage([pod_on("n1", "0")])
+    assert room([node("n1", pods=pods)], used, HALF_A_CPU, ())[0] == fits
+
+
+@pytest.mark.parametrize(("memory", "fits"), [("3Gi", 3), ("3071Mi", 2)])
+def test_room_is_bounded_by_free_memory(memory: str, fits: int) -> None:
+    assert room([node("n1", memory=memory)], {}, HALF_A_CPU, ())[0] == fits
+
+
+def test_ended_and_unbound_pods_hold_nothing() -> None:
+    used = usage([pod_on("n1", "3", phase="Succeeded"), pod_on("n1", "3", phase="Failed"), pod_on("", "3")])
+    assert used == {}
+
+
+def test_cordoned_not_ready_and_untolerated_nodes_give_no_room() -> None:
+    taint = {"key": "dedicated", "value": "batch", "effect": "NoSchedule"}
+    nodes = [
+        node("ok"),
+        node("cordoned", spec={"unschedulable": True}),
+        node("not-ready", ready="False"),
+        node("tainted", spec={"taints": [taint]}),
+    ]
+    fits, why = room(nodes, {}, HALF_A_CPU, ())
+    assert fits == 8 and "on 1 schedulable nodes" in why
+    tolerated = [{"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}]
+    assert room(nodes, {}, HALF_A_CPU, tolerated)[0] == 16
+    assert room(nodes, {}, HALF_A_CPU, [{"operator": "Exists"}])[0] == 16
+
+
+def test_a_pools_room_counts_only_its_own_nodes_and_is_unknown_without_the_pods() -> None:
+    views = [node("s1", pool="spot"), node("s2", pool="spot"), node("d1", pool="standard")]
+    workload = workload_view("Deployment", deployment())
+    found = pools(POLICY, views, workload, usage([pod_on("s1", "4")]))
+    # The workload requests nothing but a pod slot: 110 a node, one taken on s1.
+    assert (found["spot"].nodes, found["spot"].room) == (2, 219)
+    assert found["spot"].room_why.startswith("room for 219 pods on 2 schedulable nodes")
+    assert pools(POLICY, views, workload)["spot"].room is None

@@ -54,6 +54,10 @@ class Pool:
     regions: frozenset[str] = frozenset()
     zones: frozenset[str] = frozenset()
     nodes: int = 0
+    # How many of the workload's pods the pool's nodes can take now (allocatable minus what their pods
+    # request), and the figures that say so; None when unknown (no node read, or pods not readable).
+    room: int | None = None
+    room_why: str = ""
 
 
 @dataclass(frozen=True, slots=True)

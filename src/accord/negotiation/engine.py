@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -34,6 +34,7 @@ from accord.agents.base import (
     Flags,
     Floats,
     Ints,
+    Pool,
     Prediction,
     Proposal,
     Scores,
@@ -119,11 +120,13 @@ class _Round:
     agents: tuple[Agent[Model], ...]
     scores: tuple[Scores, ...]
     over_budget: Flags
+    no_room: Flags  # moves to a pool whose nodes cannot take the candidate's pods now
     feasible: Flags
     voting: Flags  # (seat, row)
     agreements: Agreements
     ideal_utility: Floats  # (seat, row): the best utility among the feasible candidates
     agreed_utility: Floats  # (seat, row): the utility of the target
+    room_why: tuple[Mapping[str, str], ...]  # per row, each pool's room figures where they are known
     proposals: dict[int, tuple[Proposal, ...]] = field(default_factory=dict)
     ideals: list[Ints] = field(default_factory=list)  # each seat's ideal column per row, once asked for
 
@@ -333,12 +336,13 @@ def _negotiate_batch(
     )
     scores = tuple(agent.propose_many(situations, board, ev) for (_, agent), ev in zip(agents, given, strict=True))
     over_budget = _over_budget(policy, board, situations)
+    no_room = _no_room(board, situations)
     voting = np.array([[d is None for d in s.dropped] for s in scores], dtype=np.bool_).reshape(len(seats), len(cases))
     vetoed = over_budget.copy()
     for k, seat in enumerate(seats):
         if seat.may_veto:
             vetoed |= scores[k].vetoed & voting[k][:, None]
-    feasible = board.valid & ~vetoed
+    feasible = board.valid & ~vetoed & ~no_room
     weights = np.array([s.effective_weight for s in seats], dtype=np.float64)
     confidence = _confidence(weights, voting, scores)
     utilities = (
@@ -357,6 +361,15 @@ def _negotiate_batch(
     agreements = agree_board(policy.protocol, board, feasible, ballot, tolerance=policy.lexicographic_tolerance)
     first_columns = agreements.columns
     agreements = _hold_floor(policy, board, floors, ballot, agreements)
+    # What the pools' room changed: where the agents would have agreed, floor included, on every move.
+    roomless = np.full(len(cases), -1, dtype=np.int64)
+    if no_room.any():
+        unbounded = board.valid & ~vetoed
+        without = agree_board(policy.protocol, board, unbounded, ballot, tolerance=policy.lexicographic_tolerance)
+        without = _hold_floor(policy, board, _floors(board, scores, voting, unbounded), ballot, without)
+        changed = (without.columns != agreements.columns) & (without.columns >= 0)
+        blocked = no_room[np.arange(len(cases)), np.maximum(without.columns, 0)]
+        roomless = np.where(changed & blocked, without.columns, -1)
     unmeasured = np.array([s.metrics_missing for s in scores], dtype=np.bool_).reshape(voting.shape)
     missing: Flags = np.any(voting & unmeasured, axis=0)
     rows = range(len(cases))
@@ -398,11 +411,13 @@ def _negotiate_batch(
         agents=tuple(agent for _, agent in agents),
         scores=scores,
         over_budget=over_budget,
+        no_room=no_room,
         feasible=feasible,
         voting=voting,
         agreements=agreements,
         ideal_utility=ideal,
         agreed_utility=at_target,
+        room_why=tuple({n: p.room_why for n, p in s.pools.items() if p.room is not None} for s in situations),
     )
     # Rows whose record speaks of the floor: it set the first agreement aside, or vetoes keep it out of reach.
     first_replicas = board.replicas[np.arange(len(cases)), np.maximum(first_columns, 0)]
@@ -438,6 +453,16 @@ def _negotiate_batch(
         gates: list[Gate] = [first] if first is not None else []
         if noted[i]:
             gates.append(_floor_gate(negotiation, floors, i, target, int(first_columns[i])))
+        if roomless[i] >= 0:
+            wanted = board.candidate(i, int(roomless[i]))
+            gates.append(
+                Gate(
+                    CAPACITY_RULE,
+                    "cap",
+                    f"the agents would have agreed on {wanted}, but pool {wanted.placement} cannot take "
+                    f"{wanted.replicas} pods now: {negotiation.room_why[i].get(wanted.placement, '')}",
+                )
+            )
         if target != current:
             gates.extend(
                 gates_for_change(
@@ -483,6 +508,7 @@ def _negotiate_batch(
 
 
 FLOOR_RULE = "observedDemandFloor"
+CAPACITY_RULE = "poolCapacity"
 
 
 @dataclass(frozen=True, slots=True)
@@ -585,6 +611,9 @@ def _vetoes(r: _Round, row: int) -> dict[Candidate, str]:
     """Each vetoed candidate of a row with the first reason: the budget's, then each agent's in seat order."""
     candidates = r.board.candidates(row)
     found = {candidates[j]: "over the policy's budget" for j in np.flatnonzero(r.over_budget[row]).tolist()}
+    for j in np.flatnonzero(r.no_room[row, : len(candidates)]).tolist():
+        pool = r.board.pools[int(r.board.pool[row, j])]
+        found.setdefault(candidates[j], f"pool {pool} cannot take them now: {r.room_why[row].get(pool, '')}")
     for k, seat in enumerate(r.seats):
         if seat.may_veto and r.scores[k].dropped[row] is None:
             for j in np.flatnonzero(r.scores[k].vetoed[row, : len(candidates)]).tolist():
@@ -592,17 +621,37 @@ def _vetoes(r: _Round, row: int) -> dict[Candidate, str]:
     return found
 
 
+def _no_room(board: Board, situations: Sequence[Situation]) -> Flags:
+    """Cells that move the workload to another pool whose nodes have room for fewer of its pods than the
+    cell asks for (a move starts all of them there; where a pool's room is unknown, nothing is known
+    against it). On its own pool a scale-up is not held back: a node autoscaler adds nodes for
+    pending pods, a move's pods that do not fit fail the rollout."""
+    rooms = _pool_table(board, situations, lambda pool: None if pool.room is None else float(pool.room), np.inf)
+    moving = board.valid & ~board.same_pool
+    found: Flags = moving & (board.replicas > board.by_pool(rooms))
+    return found
+
+
+def _pool_table(
+    board: Board, situations: Sequence[Situation], value: Callable[[Pool], float | None], unknown: float
+) -> Floats:
+    """(row, pool) of a figure each workload's pools carry, `unknown` where a pool has none."""
+    table = np.full((len(situations), len(board.pools)), unknown)
+    for i, s in enumerate(situations):
+        for p, name in enumerate(board.pools):
+            pool = s.pools.get(name)
+            figure = None if pool is None else value(pool)
+            if figure is not None:
+                table[i, p] = figure
+    return table
+
+
 def _over_budget(policy: NegotiationPolicySpec, board: Board, situations: Sequence[Situation]) -> Flags:
     """Cells whose spend (replicas times their pool's price, where the pool has one) is over the budget."""
     limit = policy.rules.budget.max_cost_per_hour
     if limit is None:
         return np.zeros(board.replicas.shape, dtype=np.bool_)
-    prices = np.full((len(situations), len(board.pools)), np.nan)
-    for i, s in enumerate(situations):
-        for p, name in enumerate(board.pools):
-            pool = s.pools.get(name)
-            if pool is not None and pool.price_per_pod_hour is not None:
-                prices[i, p] = pool.price_per_pod_hour
+    prices = _pool_table(board, situations, lambda pool: pool.price_per_pod_hour, np.nan)
     spend = board.replicas * board.by_pool(prices)
     over: Flags = board.valid & ~np.isnan(spend) & (spend > limit + 1e-9)
     return over

@@ -33,7 +33,7 @@ from accord.operator.leadership import Leadership
 from accord.operator.loop import Negotiator
 from accord.operator.recorder import condition, merge_conditions
 from accord.operator.state import AgentEntry, OperatorConfig, State
-from accord.operator.workloads import autoscaler_view, workload_view
+from accord.operator.workloads import autoscaler_view, node_view, workload_view
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ def node_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> No
     if event.get("type") == "DELETED":
         state.nodes.pop(name, None)
     else:
-        state.nodes[name] = dict(body.get("metadata", {}).get("labels") or {})
+        state.nodes[name] = node_view(body)
 
 
 watched("autoscaling", "v1", "horizontalpodautoscalers")

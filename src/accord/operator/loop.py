@@ -50,7 +50,7 @@ from accord.operator.recorder import (
 )
 from accord.operator.scope import PolicyRef, owner
 from accord.operator.state import State, parse_policy
-from accord.operator.workloads import WorkloadView, current_placement, pools, rollout_of
+from accord.operator.workloads import Requests, WorkloadView, current_placement, pools, rollout_of, usage
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +223,9 @@ class Negotiator:
 
         # Evidence for every workload at once; then one negotiation over all of them; then each
         # outcome recorded and acted on.
+        used = await self.node_usage() if spec.placements and self.state.nodes and active else None
         gathered = await asyncio.gather(
-            *(guarded(w, self.prepare(w, spec, key, table, report), "gathering evidence") for w in active)
+            *(guarded(w, self.prepare(w, spec, key, table, report, used), "gathering evidence") for w in active)
         )
         ready = [g for g in gathered if g is not None]
         # Deciding is pure CPU work: off the event loop, so that approvals and watches are served meanwhile.
@@ -279,7 +280,13 @@ class Negotiator:
 
     # -- one workload ------------------------------------------------------------------------------
     async def prepare(
-        self, w: WorkloadView, spec: NegotiationPolicySpec, policy_key: str, table: Table, report: RoundReport
+        self,
+        w: WorkloadView,
+        spec: NegotiationPolicySpec,
+        policy_key: str,
+        table: Table,
+        report: RoundReport,
+        used: Mapping[str, Requests] | None = None,
     ) -> Gathered:
         """The workload's situation and the evidence each agent asks for."""
         t0 = time.monotonic()
@@ -292,7 +299,7 @@ class Negotiator:
             labels=w.labels,
             current=Candidate(w.replicas, current_placement(spec, w)),
             ready_replicas=w.ready,
-            pools=pools(spec, self.state.nodes.values(), w),
+            pools=pools(spec, self.state.nodes.values(), w, used),
             now=now,
             interval_seconds=spec.interval_seconds,
         )
@@ -435,6 +442,35 @@ class Negotiator:
                     )
 
                 await to_the_end(act())
+
+    async def node_usage(self) -> dict[str, Requests] | None:
+        """What the pods bound to each node request, for the pools' room: one list of the pods that are
+        bound and not ended, this round; None when pods cannot be read (then no pool's room is known)."""
+        selector = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
+        try:
+            found = await self.kube.call(
+                "list pods", self.kube.core.list_pod_for_all_namespaces, field_selector=selector, resource_version="0"
+            )
+        except ApiException as exc:
+            log.info("cannot read the pods on the nodes (%s): the pools' room is unknown", exc.reason)
+            return None
+        return usage(
+            {
+                "spec": {
+                    "nodeName": pod.spec.node_name,
+                    "containers": [
+                        {"resources": {"requests": (c.resources.requests if c.resources else None) or {}}}
+                        for c in pod.spec.containers or ()
+                    ],
+                    "initContainers": [
+                        {"resources": {"requests": (c.resources.requests if c.resources else None) or {}}}
+                        for c in pod.spec.init_containers or ()
+                    ],
+                },
+                "status": {"phase": pod.status.phase if pod.status else None},
+            }
+            for pod in found.items
+        )
 
     async def pods_of(self, w: WorkloadView) -> list[dict[str, Any]]:
         """The workload's pods (by its selector's matchLabels), for the scheduler's reasons; none when

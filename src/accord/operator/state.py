@@ -20,7 +20,7 @@ from accord.models.policy import ClusterNegotiationPolicySpec, NegotiationPolicy
 from accord.negotiation.lifecycle import Decisions
 from accord.negotiation.trust import PendingCheck, TrustState
 from accord.operator.scope import PolicyRef, protected_namespaces, reaches, scope_problems
-from accord.operator.workloads import AutoscalerView, WorkloadView
+from accord.operator.workloads import AutoscalerView, NodeView, WorkloadView
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class AgentEntry:
 class State:
     config: OperatorConfig
     workloads: dict[str, WorkloadView] = field(default_factory=dict)
-    nodes: dict[str, Mapping[str, str]] = field(default_factory=dict)
+    nodes: dict[str, NodeView] = field(default_factory=dict)
     hpas: dict[str, AutoscalerView] = field(default_factory=dict)  # workload key -> its HPA
     agents: dict[str, AgentEntry] = field(default_factory=dict)  # namespace/name
     trust: dict[str, TrustState] = field(default_factory=dict)  # namespace/name

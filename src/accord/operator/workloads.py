@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kubernetes.utils import parse_quantity
+
 from accord.agents.base import Pool
 from accord.models.policy import NegotiationPolicySpec, Placement
 from accord.negotiation.lifecycle import Rollout
@@ -46,6 +48,7 @@ class WorkloadView:
     progressing: tuple[str, str, str] | None = None  # the Progressing condition: status, reason, message
     selector: Mapping[str, str] = field(default_factory=dict)  # spec.selector.matchLabels
     revisions: tuple[str, str] | None = None  # a StatefulSet's currentRevision, updateRevision
+    requests: Requests = field(default_factory=lambda: Requests())  # what one of its pods requests
 
     @property
     def key(self) -> str:
@@ -58,6 +61,129 @@ class WorkloadView:
     @property
     def opted_out(self) -> bool:
         return self.annotations.get(OPT_OUT, "").lower() in {"true", "1", "yes"}
+
+
+@dataclass(frozen=True, slots=True)
+class Requests:
+    """What pods request of a node: CPU in cores, memory in bytes, and a pod slot each."""
+
+    cpu: float = 0.0
+    memory: float = 0.0
+    pods: int = 0
+
+    def __add__(self, other: Requests) -> Requests:
+        return Requests(self.cpu + other.cpu, self.memory + other.memory, self.pods + other.pods)
+
+
+def _quantity(value: object) -> float:
+    """A resource quantity ("250m", "1Gi", 2) as a number; 0 for none or one that cannot be read."""
+    if value is None or value == "":
+        return 0.0
+    try:
+        return float(parse_quantity(value))  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError, ArithmeticError):
+        return 0.0
+
+
+def pod_requests(pod_spec: Mapping[str, Any]) -> Requests:
+    """What one pod of this spec requests: its containers' requests summed, or for each resource its
+    largest init container's when that is more (as the scheduler counts), and one pod slot."""
+
+    def total(kind: str, containers: Iterable[Mapping[str, Any]]) -> float:
+        return sum(_quantity(((c.get("resources") or {}).get("requests") or {}).get(kind)) for c in containers)
+
+    def largest(kind: str) -> float:
+        return max(
+            (
+                _quantity(((c.get("resources") or {}).get("requests") or {}).get(kind))
+                for c in pod_spec.get("initContainers") or ()
+            ),
+            default=0.0,
+        )
+
+    containers = pod_spec.get("containers") or ()
+    return Requests(
+        max(total("cpu", containers), largest("cpu")), max(total("memory", containers), largest("memory")), 1
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """A Node as placement needs it: its labels, what it can hold, and whether new pods may land on it."""
+
+    name: str
+    labels: Mapping[str, str]
+    allocatable: Requests
+    schedulable: bool = True  # Ready and not cordoned
+    taints: tuple[Mapping[str, Any], ...] = ()  # NoSchedule and NoExecute taints only
+
+
+def node_view(body: Mapping[str, Any]) -> NodeView:
+    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+    allocatable = status.get("allocatable") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
+    return NodeView(
+        name=str(meta.get("name", "")),
+        labels=dict(meta.get("labels") or {}),
+        allocatable=Requests(
+            _quantity(allocatable.get("cpu")),
+            _quantity(allocatable.get("memory")),
+            int(_quantity(allocatable.get("pods"))),
+        ),
+        schedulable=ready and not spec.get("unschedulable"),
+        taints=tuple(t for t in spec.get("taints") or () if t.get("effect") in ("NoSchedule", "NoExecute")),
+    )
+
+
+def usage(pods: Iterable[Mapping[str, Any]]) -> dict[str, Requests]:
+    """What the pods bound to each node request (pods that have ended hold nothing)."""
+    found: dict[str, Requests] = {}
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        found[node] = found.get(node, Requests()) + pod_requests(pod.get("spec") or {})
+    return found
+
+
+def _tolerates(tolerations: Iterable[Mapping[str, Any]], taint: Mapping[str, Any]) -> bool:
+    for t in tolerations:
+        if t.get("effect") not in (None, "", taint.get("effect")):
+            continue
+        if t.get("operator") == "Exists":
+            if not t.get("key") or t.get("key") == taint.get("key"):
+                return True
+        elif t.get("key") == taint.get("key") and (t.get("value") or "") == (taint.get("value") or ""):
+            return True
+    return False
+
+
+def room(
+    nodes: Iterable[NodeView], used: Mapping[str, Requests], per_pod: Requests, tolerations: Iterable[Mapping[str, Any]]
+) -> tuple[int, str]:
+    """How many pods of `per_pod` the nodes can take now, and the figures: on each schedulable node
+    whose taints the pods tolerate, the fewest of what its pod slots, CPU and memory left allow."""
+    tolerations = list(tolerations)
+    total, cpu, memory, slots, counted = 0, 0.0, 0.0, 0, 0
+    for node in nodes:
+        if not node.schedulable or not all(_tolerates(tolerations, t) for t in node.taints):
+            continue
+        left = used.get(node.name, Requests())
+        free = Requests(
+            node.allocatable.cpu - left.cpu, node.allocatable.memory - left.memory, node.allocatable.pods - left.pods
+        )
+        fits = max(0, free.pods)
+        if per_pod.cpu > 0:
+            fits = min(fits, max(0, int(free.cpu / per_pod.cpu + 1e-9)))
+        if per_pod.memory > 0:
+            fits = min(fits, max(0, int(free.memory / per_pod.memory + 1e-9)))
+        total, counted = total + fits, counted + 1
+        cpu, memory, slots = cpu + max(0.0, free.cpu), memory + max(0.0, free.memory), slots + max(0, free.pods)
+    why = (
+        f"room for {total} pods on {counted} schedulable nodes ({cpu:g} CPU, {memory / 2**30:.1f} GiB, {slots} pod "
+        f"slots free; {per_pod.cpu:g} CPU and {per_pod.memory / 2**30:.2f} GiB a pod)"
+    )
+    return total, why
 
 
 def workload_view(kind: str, body: Mapping[str, Any]) -> WorkloadView:
@@ -97,6 +223,7 @@ def workload_view(kind: str, body: Mapping[str, Any]) -> WorkloadView:
             if kind == "StatefulSet"
             else None
         ),
+        requests=pod_requests(pod_spec),
     )
 
 
@@ -154,34 +281,57 @@ def current_placement(policy: NegotiationPolicySpec, workload: WorkloadView) -> 
     return max(matches, key=lambda p: len(p.node_selector)).name
 
 
-def _pool(name: str, placement: Placement | None, nodes: list[Mapping[str, str]]) -> Pool:
-    common: dict[str, str] = dict(nodes[0]) if nodes else {}
-    for labels in nodes[1:]:
-        common = {k: v for k, v in common.items() if labels.get(k) == v}
+def _pool(
+    name: str,
+    placement: Placement | None,
+    nodes: list[NodeView],
+    space: tuple[int, str] | None,
+) -> Pool:
+    common: dict[str, str] = dict(nodes[0].labels) if nodes else {}
+    for node in nodes[1:]:
+        common = {k: v for k, v in common.items() if node.labels.get(k) == v}
     return Pool(
         name=name,
         price_per_pod_hour=placement.price_per_pod_hour if placement else None,
         capacity_type=placement.capacity_type if placement else "on-demand",
         node_labels=common,
-        regions=frozenset(n[REGION] for n in nodes if REGION in n),
-        zones=frozenset(n[ZONE] for n in nodes if ZONE in n),
+        regions=frozenset(n.labels[REGION] for n in nodes if REGION in n.labels),
+        zones=frozenset(n.labels[ZONE] for n in nodes if ZONE in n.labels),
         nodes=len(nodes),
+        room=None if space is None else space[0],
+        room_why="" if space is None else space[1],
     )
 
 
 def pools(
-    policy: NegotiationPolicySpec, node_labels: Iterable[Mapping[str, str]], workload: WorkloadView
+    policy: NegotiationPolicySpec,
+    nodes: Iterable[NodeView],
+    workload: WorkloadView,
+    used: Mapping[str, Requests] | None = None,
 ) -> dict[str, Pool]:
-    """Every placement option as its Nodes show it, plus the workload's current one."""
-    nodes = list(node_labels)
+    """Every placement option as its Nodes show it, plus the workload's current one; with what the
+    nodes' pods request (`used`), each policy pool's room for the workload's pods, as they would be
+    placed there (the pool's selector and tolerations merged into the workload's own)."""
+    known = list(nodes)
 
-    def matching(selector: Mapping[str, str]) -> list[Mapping[str, str]]:
-        return [n for n in nodes if all(n.get(k) == v for k, v in selector.items())]
+    def matching(selector: Mapping[str, str]) -> list[NodeView]:
+        return [n for n in known if all(n.labels.get(k) == v for k, v in selector.items())]
 
-    found = {p.name: _pool(p.name, p, matching(p.node_selector)) for p in policy.placements}
+    found = {}
+    for p in policy.placements:
+        template = placed_scheduling(
+            {"nodeSelector": dict(workload.node_selector), "tolerations": list(workload.tolerations)}, policy, p
+        )
+        members = matching(template.get("nodeSelector") or {})
+        space = (
+            None
+            if used is None or not known
+            else room(members, used, workload.requests, template.get("tolerations") or ())
+        )
+        found[p.name] = _pool(p.name, p, members, space)
     current = current_placement(policy, workload)
     if current not in found:
-        found[current] = _pool(current, None, matching(workload.node_selector))
+        found[current] = _pool(current, None, matching(workload.node_selector), None)
     return found
 
 
