@@ -294,6 +294,8 @@ def expected_grants(case: str) -> set[tuple[str, str, str, str, tuple[str, ...]]
     held = {(where, g, r, v, ()) for where in scopes for g, r, v in NAMESPACED}
     if (values.get("placements") or {}).get("enabled"):
         held |= {(where, g, r, v, ()) for where in scopes for g, r, v in PLACEMENTS}
+        # What the pods on each node request, for the pools' room: listed cluster-wide, whatever is watched.
+        held.add(("*", "", "pods", "list", ()))
     held |= {("*", g, r, v, ()) for g, r, v in CLUSTER}
     if watched:
         held |= {("*", "", "namespaces", v, ()) for v in ("list", "watch")}
