@@ -17,7 +17,11 @@ What a user checks with `kubectl get pods -o wide` (the NODE, STATUS and READY c
   that are Ready: a scale-up's new pods serve once their start-up delay has passed, not before;
 - a drained node is cordoned and its pods move, a PodDisruptionBudget respected; a node that stops
   heartbeating is marked NotReady and unreachable by the node lifecycle controller, and its pods
-  stop being Ready, as on a real cluster.
+  stop being Ready, as on a real cluster;
+- a pool whose nodes have no room (another Deployment's requests fill their CPU) is not chosen, the
+  record's poolCapacity gate says why in the pool's figures, and the move is made once it has room;
+- while the security signal is active, the security agent's two-zone requirement moves the workload
+  off a one-zone pool, and its pods then run in both zones.
 
 The simulated nodes (accord_dev.cluster.kubelets) belong to this module: pools named with a random
 prefix, deleted at its end.
@@ -504,3 +508,78 @@ def test_a_pool_without_room_is_not_chosen_until_it_has_room(
         message="every pod of web Ready on edge",
     )
     print(f"\n[e2e] no room on edge: {gate['message']}; then {len(rows)} pods moved to edge")
+
+
+ZONE = "topology.kubernetes.io/zone"
+
+
+@pytest.mark.usefixtures("operator")
+def test_the_security_agents_zone_spread_is_where_the_pods_run(
+    cluster: Cluster, emulator: WorkloadEmulator, namespace: str
+) -> None:
+    """While the security signal is active (here `vector(1)`, answered by the real Prometheus) the
+    security agent requires two zones: the workload runs on the cheap pool, whose nodes are all in one
+    zone, and is moved to the dearer pool that spans two; its pods then run in both zones."""
+    prefix = f"e2e-{secrets.token_hex(2)}-"
+    single, zoned = f"{prefix}single", f"{prefix}zoned"
+    taint = (Taint("pool", "zonal"),)
+    pools = [
+        Pool("single", 2, {POOL_KEY: single, ZONE: "zone-a"}, taint),
+        Pool("zoned-a", 1, {POOL_KEY: zoned, ZONE: "zone-a"}, taint),
+        Pool("zoned-b", 1, {POOL_KEY: zoned, ZONE: "zone-b"}, taint),
+    ]
+    toleration = [{"key": "pool", "operator": "Equal", "value": "zonal", "effect": "NoSchedule"}]
+    placements = [
+        {"name": name, "nodeSelector": {POOL_KEY: label}, "tolerations": toleration, "pricePerPodHour": price}
+        for name, label, price in (("single", single, 0.1), ("zoned", zoned, 0.2))
+    ]
+    with SimulatedKubelets(cluster.api_client(), pools, prefix=prefix) as nodes:
+        zone_of = dict.fromkeys(nodes.nodes_of("single") + nodes.nodes_of("zoned-a"), "zone-a")
+        zone_of |= dict.fromkeys(nodes.nodes_of("zoned-b"), "zone-b")
+        web = deployment(namespace, "web", replicas=4)
+        web["spec"]["template"]["spec"]["nodeSelector"] = {POOL_KEY: single}
+        web["spec"]["template"]["spec"]["tolerations"] = toleration
+        apply(cluster, web)
+        wait_until(
+            lambda: all_ready_on(pods_wide(cluster, namespace), nodes.nodes_of("single"), 4),
+            timeout=60,
+            message="4 Ready pods on the single-zone pool",
+        )
+        offer_placements(cluster, emulator, namespace, placements, bounds={"minReplicas": 4, "maxReplicas": 4})
+        security = {
+            "apiVersion": "accord.dev/v1alpha1",
+            "kind": "Agent",
+            "metadata": {"name": "security", "namespace": namespace},
+            "spec": {
+                "type": "security",
+                "veto": True,
+                "security": {"signalQuery": "vector(1)", "minZonesDuringSignal": 2},
+            },
+        }
+        apply(cluster, security)
+        moved = find(
+            cluster,
+            namespace,
+            lambda n: phase(n) == "Applied" and n["spec"]["outcome"]["target"]["placement"] == "zoned",
+            timeout=120,
+            message="a move to the two-zone pool",
+        )
+        vetoes = [
+            p["veto"]
+            for proposal in moved["spec"]["proposals"]
+            if proposal["agent"] == "security"
+            for p in proposal["utilities"]
+            if p.get("veto")
+        ]
+        assert any("spans 1 zone(s), 2 required" in v for v in vetoes), vetoes
+        zoned_nodes = nodes.nodes_of("zoned-a") + nodes.nodes_of("zoned-b")
+        rows = wait_until(
+            lambda: all_ready_on(
+                [r for r in pods_wide(cluster, namespace) if r["status"] != "Terminating"], zoned_nodes, 4
+            ),
+            timeout=90,
+            message="4 Ready pods on the two-zone pool",
+        )
+        zones = sorted(zone_of[r["node"]] for r in rows)
+        print(f"\n[e2e] zone spread: pods in {zones}")
+        assert set(zones) == {"zone-a", "zone-b"}, rows
