@@ -11,6 +11,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from aiohttp import web
 from accord.agents.registry import build_agent
 from accord.metrics.evidence import Evidence
 from accord.metrics.prometheus import InstantQuery, MetricsUnavailable, PrometheusSource, RangeQuery
-from accord.operator.gather import prometheus_evidence
+from accord.operator.gather import RoundQueries, prometheus_evidence
 from tests.factories import agent_specs, situation
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -250,3 +251,59 @@ def test_a_series_seen_once_is_demand_the_agent_knows_whatever_the_moment_s_last
     need = agent.needed_replicas(seen, evidence)
     assert need is not None, "the one sample is the demand the agent knows"
     assert need[2] == 300.0
+
+
+def test_a_round_asks_a_groupable_template_once_and_splits_the_answer_by_workload() -> None:
+    """Four workloads in two namespaces, one agent with a range (demand) and an instant (latency) query:
+    the range is asked once for all of them and each gets its own series (the one Prometheus has no
+    series for gets none); the latency query, which names the workload but not its namespace, once per
+    rendering; a template that cannot be grouped is asked per workload, with the same answers."""
+    series = {("shop", "web"): 10.0, ("shop", "api"): 20.0, ("blog", "web"): 30.0}
+    asked: list[str] = []
+
+    async def prometheus(request: web.Request) -> web.Response:
+        query = request.query["query"]
+        asked.append(query)
+        if not request.path.endswith("query_range"):
+            return web.json_response(VECTOR)
+        end = float(request.query["end"])
+        result = [
+            {"metric": {"namespace": ns, "workload": wl}, "values": [[end - 15, str(v)], [end, str(v + 1)]]}
+            for (ns, wl), v in series.items()
+            if "by (namespace, workload)" in query or (f'namespace="{ns}"' in query and f'workload="{wl}"' in query)
+        ]
+        return web.json_response({"status": "success", "data": {"resultType": "matrix", "result": result}})
+
+    workloads = [("shop", "web"), ("shop", "api"), ("blog", "web"), ("blog", "gone")]
+    groupable = 'sum(rate(x{namespace="$namespace", workload="$workload"}[2m]))'
+
+    async def run(demand: str) -> tuple[list[dict[str, Evidence]], int]:
+        settings = {"demandQuery": demand, "latencyQuery": 'lat{w="$workload"}', "seasonality": False}
+        agent = build_agent(
+            "performance", agent_specs(performance={"type": "performance", "performance": settings})["performance"]
+        )
+        async with serving(prometheus) as url, aiohttp.ClientSession() as session:
+            queries = RoundQueries([ns for ns, _ in workloads], 1_000_000.0)
+            sits = [replace(situation(now=1_000_000.5), namespace=ns, name=wl) for ns, wl in workloads]
+            found = await asyncio.gather(
+                *(prometheus_evidence(agent, sit, PrometheusSource(url), session, queries) for sit in sits)
+            )
+            return [f for f, _ in found], queries.asked
+
+    grouped, count = asyncio.run(run(groupable))
+    assert [q for q in asked if "rate(x" in q] == [
+        'sum by (namespace, workload) (rate(x{namespace=~"blog|shop", workload!=""}[2m]))'
+    ]
+    # The range once; the latency once per distinct rendering (shop/web and blog/web ask the same).
+    assert count == len(asked) == 1 + 3
+    assert [e["demand"].series[-1][1] for e in grouped[:3]] == [11.0, 21.0, 31.0]
+    assert grouped[3]["demand"].value is None and "no samples" in grouped[3]["demand"].labels["reason"]
+
+    asked.clear()
+    alone, count = asyncio.run(run(groupable.replace("sum(rate", "max(rate")))
+    assert len([q for q in asked if "rate(x" in q]) == 1, "max(...) groups as well"
+    asked.clear()
+    ungroupable = 'sum(rate(x{namespace="$namespace", workload="$workload"}[2m])) * 1'
+    alone, count = asyncio.run(run(ungroupable))
+    assert count == len(asked) == 4 + 3
+    assert [e["demand"].series[-1][1] for e in alone[:3]] == [11.0, 21.0, 31.0]

@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 
 from accord.metrics.evidence import Evidence, Source
+from accord.metrics.grouping import Grouped
 
 _VARIABLE = re.compile(r"\$(namespace|workload|kind|pool)\b")
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
@@ -125,18 +126,40 @@ class RangeQuery:
         self, source: PrometheusSource, session: aiohttp.ClientSession, *, now: float, variables: dict[str, str]
     ) -> Evidence:
         query = render(self.promql, variables)
+        series = _sum_series(await self._ask(source, session, query, now))
+        if not series:
+            return Evidence.absent(self.name, Source.PROMETHEUS, query, "the query returned no samples")
+        return Evidence.from_series(self.name, Source.PROMETHEUS, query, series)
+
+    async def fetch_grouped(
+        self, source: PrometheusSource, session: aiohttp.ClientSession, *, now: float, grouped: Grouped
+    ) -> dict[tuple[str, str], Evidence]:
+        """The series of every workload the grouped query answers for, by (namespace, workload)."""
+        by_workload: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for item in await self._ask(source, session, grouped.promql, now):
+            by_workload.setdefault(_owner(item, grouped), []).append(item)
+        return {
+            key: Evidence.from_series(self.name, Source.PROMETHEUS, grouped.promql, series)
+            for key, items in by_workload.items()
+            if (series := _sum_series(items))
+        }
+
+    async def _ask(
+        self, source: PrometheusSource, session: aiohttp.ClientSession, query: str, now: float
+    ) -> list[dict[str, Any]]:
         end = min(now, now - self.offset_seconds + self.extend_seconds)
         start = now - self.offset_seconds - self.window_seconds
         step = max(self.step_seconds, (end - start) / 10_000)  # Prometheus caps a range at 11,000 points
         params = {"query": query, "start": _millis(start), "end": _millis(end), "step": f"{step:g}"}
         try:
-            result = await source.api(session, "/api/v1/query_range", params)
+            return await source.api(session, "/api/v1/query_range", params)
         except MetricsUnavailable as exc:
             raise MetricsUnavailable(f"range query {query!r} failed: {exc}") from exc
-        series = _sum_series(result)
-        if not series:
-            return Evidence.absent(self.name, Source.PROMETHEUS, query, "the query returned no samples")
-        return Evidence.from_series(self.name, Source.PROMETHEUS, query, series)
+
+
+def _owner(item: dict[str, Any], grouped: Grouped) -> tuple[str, str]:
+    labels = item.get("metric") or {}
+    return str(labels.get(grouped.namespace_label, "")), str(labels.get(grouped.workload_label, ""))
 
 
 def _millis(moment: float) -> str:

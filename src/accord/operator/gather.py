@@ -14,7 +14,7 @@ import base64
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -22,7 +22,8 @@ import aiohttp
 from accord.agents.base import Agent, Candidate, EvidenceRequest, QueryKind, Situation
 from accord.agents.external import MAX_ANSWER_BYTES, SIGNATURE_HEADER, ExternalAgent
 from accord.metrics.evidence import Evidence, EvidenceSet, Source
-from accord.metrics.prometheus import InstantQuery, MetricsUnavailable, PrometheusSource, RangeQuery
+from accord.metrics.grouping import group
+from accord.metrics.prometheus import InstantQuery, MetricsUnavailable, PrometheusSource, RangeQuery, render
 from accord.models.common import Model
 from accord.models.policy import NegotiationPolicySpec
 from accord.negotiation.candidates import generate
@@ -36,11 +37,65 @@ def _variables(situation: Situation) -> dict[str, str]:
     return {"namespace": situation.namespace, "workload": situation.name, "kind": situation.kind}
 
 
+class RoundQueries:
+    """A round's Prometheus questions, asked as few times as the answers allow: a range template that
+    can be grouped (`metrics.grouping`) is asked once for every workload of the round and its answer
+    split by workload; an instant query that renders the same for several workloads is asked once.
+    `now` is the round's start, no later than any of its workloads' moments (no sample is ever from
+    after the moment that reads it). `asked` counts the queries sent."""
+
+    def __init__(self, namespaces: Sequence[str], now: float) -> None:
+        self.namespaces = tuple(sorted(set(namespaces)))
+        self.now = now
+        self.asked = 0
+        self._answers: dict[tuple[object, ...], asyncio.Future[Any]] = {}
+
+    def _once(self, key: tuple[object, ...], ask: Callable[[], Awaitable[Any]]) -> asyncio.Future[Any]:
+        found = self._answers.get(key)
+        if found is None:
+            self.asked += 1
+            found = self._answers[key] = asyncio.ensure_future(ask())
+        return found
+
+    async def range(
+        self,
+        query: RangeQuery,
+        source: PrometheusSource,
+        session: aiohttp.ClientSession,
+        situation: Situation,
+    ) -> Evidence | None:
+        """The workload's series from the grouped answer, or None when the template cannot be grouped."""
+        grouped = group(query.promql, self.namespaces)
+        if grouped is None:
+            return None
+        key = ("range", grouped.promql, query.window_seconds, query.offset_seconds, query.extend_seconds)
+        answer: dict[tuple[str, str], Evidence] = await asyncio.shield(
+            self._once(key, lambda: query.fetch_grouped(source, session, now=self.now, grouped=grouped))
+        )
+        found = answer.get((situation.namespace, situation.name))
+        return found or Evidence.absent(query.name, Source.PROMETHEUS, grouped.promql, "the query returned no samples")
+
+    async def instant(
+        self,
+        query: InstantQuery,
+        source: PrometheusSource,
+        session: aiohttp.ClientSession,
+        situation: Situation,
+    ) -> list[Evidence]:
+        rendered = render(query.promql, _variables(situation))
+        key = ("instant", query.name, rendered, query.by_label)
+        found: list[Evidence] = await asyncio.shield(
+            self._once(key, lambda: query.fetch(source, session, now=self.now, variables=_variables(situation)))
+        )
+        return found
+
+
 async def prometheus_evidence(
     agent: Agent[Model],
     situation: Situation,
     source: PrometheusSource | None,
     session: aiohttp.ClientSession | None,
+    round_queries: RoundQueries | None = None,
 ) -> tuple[dict[str, Evidence], str | None]:
     """The agent's Prometheus evidence, and a problem description if Prometheus failed.
 
@@ -58,9 +113,16 @@ async def prometheus_evidence(
             query = RangeQuery(
                 request.name, request.query, request.window_seconds, request.offset_seconds, request.extend_seconds
             )
+            grouped = None if round_queries is None else await round_queries.range(query, source, session, situation)
+            if grouped is not None:
+                return [grouped]
+            if round_queries is not None:
+                round_queries.asked += 1  # asked for this workload alone
             return [await query.fetch(source, session, now=situation.now, variables=variables)]
         by_label = "pool" if request.name == "price" else None
         instant = InstantQuery(request.name, request.query, by_label=by_label)
+        if round_queries is not None:
+            return await round_queries.instant(instant, source, session, situation)
         return await instant.fetch(source, session, now=situation.now, variables=variables)
 
     found: dict[str, Evidence] = {}
@@ -174,12 +236,15 @@ async def gather(
     policy: NegotiationPolicySpec,
     prometheus: PrometheusSource | None,
     session: aiohttp.ClientSession | None,
+    round_queries: RoundQueries | None = None,
 ) -> tuple[dict[str, EvidenceSet], list[str]]:
     """Evidence per agent name, and the problems met (for the policy's MetricsMissing condition)."""
     evidence: dict[str, EvidenceSet] = {}
     problems: list[str] = []
     local = [(s, a) for s, a in seated if not isinstance(a, ExternalAgent)]
-    results = await asyncio.gather(*(prometheus_evidence(a, situation, prometheus, session) for _, a in local))
+    results = await asyncio.gather(
+        *(prometheus_evidence(a, situation, prometheus, session, round_queries) for _, a in local)
+    )
     for (seat, _), (found, problem) in zip(local, results, strict=True):
         evidence[seat.name] = found
         if problem:

@@ -37,7 +37,7 @@ from accord.negotiation.table import Table, seat_agents
 from accord.negotiation.trust import TrustState, open_checks, settle_checks
 from accord.operator import observability
 from accord.operator.executor import Executor
-from accord.operator.gather import gather, read_secret
+from accord.operator.gather import RoundQueries, gather, read_secret
 from accord.operator.kube import Kube
 from accord.operator.leadership import Leadership
 from accord.operator.recorder import (
@@ -224,9 +224,14 @@ class Negotiator:
         # Evidence for every workload at once; then one negotiation over all of them; then each
         # outcome recorded and acted on.
         used = await self.node_usage() if spec.placements and self.state.nodes and active else None
+        queries = RoundQueries([w.namespace for w in active], self.clock())
         gathered = await asyncio.gather(
-            *(guarded(w, self.prepare(w, spec, key, table, report, used), "gathering evidence") for w in active)
+            *(
+                guarded(w, self.prepare(w, spec, key, table, report, used, queries), "gathering evidence")
+                for w in active
+            )
         )
+        observability.PROMETHEUS_QUERIES.labels(policy=key).inc(queries.asked)
         ready = [g for g in gathered if g is not None]
         # Deciding is pure CPU work: off the event loop, so that approvals and watches are served meanwhile.
         # The predictions settled while gathering moved trust: the agents negotiate with what they have earned now.
@@ -287,6 +292,7 @@ class Negotiator:
         table: Table,
         report: RoundReport,
         used: Mapping[str, Requests] | None = None,
+        queries: RoundQueries | None = None,
     ) -> Gathered:
         """The workload's situation and the evidence each agent asks for."""
         t0 = time.monotonic()
@@ -303,7 +309,7 @@ class Negotiator:
             now=now,
             interval_seconds=spec.interval_seconds,
         )
-        evidence, problems = await self.evidence(situation, spec, table)
+        evidence, problems = await self.evidence(situation, spec, table, queries)
         report.metrics_problems.extend(problems)
         self.check_predictions(self.agents_namespace(policy_key), w, evidence, now)
         decisions = lifecycle.seed(
@@ -314,11 +320,16 @@ class Negotiator:
         return Gathered(w, case, time.monotonic() - t0)
 
     async def evidence(
-        self, situation: Situation, spec: NegotiationPolicySpec, table: Table
+        self, situation: Situation, spec: NegotiationPolicySpec, table: Table, queries: RoundQueries | None = None
     ) -> tuple[dict[str, EvidenceSet], list[str]]:
         """What each seated agent asked for, from Prometheus (and external agents' answers)."""
         return await gather(
-            seated=table.seated, situation=situation, policy=spec, prometheus=self.prometheus, session=self.session
+            seated=table.seated,
+            situation=situation,
+            policy=spec,
+            prometheus=self.prometheus,
+            session=self.session,
+            round_queries=queries,
         )
 
     async def conclude(

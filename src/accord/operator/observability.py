@@ -41,6 +41,12 @@ API_REQUESTS = Counter("accord_api_requests_total", "Kubernetes API requests.", 
 API_ERRORS = Counter(
     "accord_api_errors_total", "Failed Kubernetes API requests.", ["operation", "code"], registry=REGISTRY
 )
+PROMETHEUS_QUERIES = Counter(
+    "accord_prometheus_queries_total",
+    "Prometheus queries a policy's rounds sent (a grouped query answers for all of a round's workloads).",
+    ["policy"],
+    registry=REGISTRY,
+)
 WORKLOAD_ERRORS = Counter(
     "accord_workload_errors_total", "Workloads whose negotiation failed in a round.", ["policy"], registry=REGISTRY
 )
