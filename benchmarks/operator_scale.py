@@ -4,8 +4,9 @@ N Deployments (default 1,000) under one policy, the operator running as `accord 
 Prometheus and the workload emulator. Prints: seconds from the policy's creation until every
 workload has a decision recorded; seconds until every change is visible in the Deployments; the
 operator's peak RSS; Kubernetes API requests per decision (the operator's own client, from its
-/metrics; kopf's watch streams are not counted); and the latency from a person's approval
-annotation to the patched workload (median and p99 over at least 50 approvals).
+/metrics; kopf's watch streams are not counted); Prometheus queries per policy round; and the
+latency from a person's approval annotation to the patched workload (median and p99 over at least
+50 approvals).
 
     python benchmarks/operator_scale.py [--workloads 1000] [--approvals 60]
 """
@@ -192,6 +193,14 @@ def main() -> int:
                 print(
                     f"API requests per decision (operator client): {requests / max(1, decisions):8.1f} "
                     f"({requests:.0f} requests, {decisions} decisions)"
+                )
+                queries, rounds = (
+                    metric_sum(metrics, "accord_prometheus_queries_total"),
+                    metric_sum(metrics, "accord_rounds_total"),
+                )
+                print(
+                    f"Prometheus queries per round: {queries / max(1.0, rounds):8.1f} "
+                    f"({queries:.0f} queries, {rounds:.0f} rounds of {args.workloads} workloads)"
                 )
 
                 tools.run_kubectl(kc, "apply", "-f", "-", input_=yaml.safe_dump(policy(approve_ns, approval=True)))
