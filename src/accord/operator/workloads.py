@@ -116,6 +116,7 @@ class NodeView:
     allocatable: Requests
     schedulable: bool = True  # Ready and not cordoned
     taints: tuple[Mapping[str, Any], ...] = ()  # NoSchedule and NoExecute taints only
+    reported: bool = True  # its kubelet has reported a status (conditions or allocatable) at least once
 
 
 def node_view(body: Mapping[str, Any]) -> NodeView:
@@ -132,6 +133,7 @@ def node_view(body: Mapping[str, Any]) -> NodeView:
         ),
         schedulable=ready and not spec.get("unschedulable"),
         taints=tuple(t for t in spec.get("taints") or () if t.get("effect") in ("NoSchedule", "NoExecute")),
+        reported=bool(status.get("conditions") or allocatable),
     )
 
 
@@ -323,9 +325,11 @@ def pools(
             {"nodeSelector": dict(workload.node_selector), "tolerations": list(workload.tolerations)}, policy, p
         )
         members = matching(template.get("nodeSelector") or {})
+        # Room is known only where pods could be read and some node of the pool has reported its status
+        # (a Node object no kubelet has ever reported on says nothing of what it can hold).
         space = (
             None
-            if used is None or not known
+            if used is None or not any(n.reported for n in members)
             else room(members, used, workload.requests, template.get("tolerations") or ())
         )
         found[p.name] = _pool(p.name, p, members, space)
