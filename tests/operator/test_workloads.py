@@ -453,5 +453,10 @@ def test_a_pools_room_counts_only_its_own_nodes_and_is_unknown_without_the_pods(
     assert (found["spot"].nodes, found["spot"].room) == (2, 219)
     assert found["spot"].room_why.startswith("room for 219 pods on 2 schedulable nodes")
     assert pools(POLICY, views, workload)["spot"].room is None
-    silent = [node_view({"metadata": {"name": n, "labels": {"pool": "spot"}}}) for n in ("s1", "s2")]
-    assert pools(POLICY, silent, workload, {})["spot"].room is None, "no node of the pool ever reported"
+    silent = [
+        node_view({"metadata": {"name": n, "labels": {"pool": "spot"}}, "status": {"allocatable": {"pods": "110"}}})
+        for n in ("s1", "s2")
+    ]
+    assert pools(POLICY, silent, workload, {})["spot"].room is None, (
+        "no kubelet of the pool ever reported its conditions"
+    )

@@ -116,7 +116,7 @@ class NodeView:
     allocatable: Requests
     schedulable: bool = True  # Ready and not cordoned
     taints: tuple[Mapping[str, Any], ...] = ()  # NoSchedule and NoExecute taints only
-    reported: bool = True  # its kubelet has reported a status (conditions or allocatable) at least once
+    reported: bool = True  # its kubelet has reported its conditions at least once
 
 
 def node_view(body: Mapping[str, Any]) -> NodeView:
@@ -133,7 +133,7 @@ def node_view(body: Mapping[str, Any]) -> NodeView:
         ),
         schedulable=ready and not spec.get("unschedulable"),
         taints=tuple(t for t in spec.get("taints") or () if t.get("effect") in ("NoSchedule", "NoExecute")),
-        reported=bool(status.get("conditions") or allocatable),
+        reported=bool(status.get("conditions")),
     )
 
 
