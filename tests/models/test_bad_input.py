@@ -211,6 +211,8 @@ POLICY_CASES = [
     pytest.param(P, bounds(scaleDownTolerance=1.0), "bounds.scaleDownTolerance", id="bounds-tolerance-all"),
     pytest.param(P, bounds(scaleDownTolerance=-0.1), "bounds.scaleDownTolerance", id="bounds-tolerance-negative"),
     pytest.param(P, bounds(scaleDownTolerance="10%"), "bounds.scaleDownTolerance", id="bounds-tolerance-percent"),
+    pytest.param(P, bounds(scaleUpTolerance=1.0), "bounds.scaleUpTolerance", id="bounds-up-tolerance-all"),
+    pytest.param(P, bounds(scaleUpTolerance=-0.1), "bounds.scaleUpTolerance", id="bounds-up-tolerance-negative"),
     pytest.param(P, bounds(minReplica=1), "bounds.minReplica", id="bounds-unknown-field-typo"),
     pytest.param(P, policy(bounds=[1, 10]), "bounds", id="bounds-list"),
     # placements

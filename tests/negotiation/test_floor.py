@@ -201,6 +201,24 @@ def test_a_scale_up_stabilization_window_does_not_hold_it_below_the_floor() -> N
     assert any(g.rule == FLOOR_RULE and "limited to 5" in g.message for g in outcome.gates)
 
 
+@pytest.mark.parametrize(
+    ("last", "target"),
+    [
+        # 20 pods, a 50% scale-up tolerance: 1500/s needs 30 pods at the SLO of 0.5, a step of exactly
+        # 50%, which the tolerance would hold; a hair less needs 30 too; 1000/s needs the 20 there are.
+        pytest.param(1500.0, 30, id="floor-at-the-tolerance-edge-is-asked-for"),
+        pytest.param(1499.9999, 30, id="floor-just-inside-the-tolerance-is-asked-for"),
+        pytest.param(1000.0, 20, id="floor-met-by-the-current-count"),
+    ],
+)
+def test_a_scale_up_tolerance_does_not_hold_it_below_the_floor(last: float, target: int) -> None:
+    bounds = {"minReplicas": 1, "maxReplicas": 60, "maxStepUp": 40, "maxStepDown": 40}
+    band = spec(bounds=bounds | {"scaleUpTolerance": 0.5, "scaleDownStabilizationSeconds": 0})
+    outcome = decide([1000.0] * 29 + [last], replicas=20, policy_spec=band)
+    assert outcome.target.replicas >= needed_at(last, 0.5)
+    assert outcome.target.replicas == target
+
+
 @pytest.mark.parametrize("action", ["currentIfLower", "fallback"])
 def test_another_agents_missing_metrics_do_not_take_it_below_the_floor(action: str) -> None:
     rules = {"minConfidence": 0.0, "missingMetrics": {"action": action, "fallbackReplicas": 2}}
@@ -339,6 +357,7 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
                 "scaleUpStabilizationSeconds": draw(st.sampled_from([0, 300])),
                 "scaleDownStabilizationSeconds": draw(st.sampled_from([0, 300])),
                 "scaleDownTolerance": draw(st.sampled_from([0.0, 0.1])),
+                "scaleUpTolerance": draw(st.sampled_from([0.0, 0.1, 0.5])),
             },
             "placements": [{"name": p, "pricePerPodHour": 0.1} for p in placements],
             "rules": rules,

@@ -108,22 +108,50 @@ def test_stabilization(agreed: int, current: int, recent: list[tuple[float, int]
     assert (gate is not None) == capped
 
 
+DOWN = {"scale_down_tolerance": 0.1}
+UP = {"scale_up_tolerance": 0.1}
+
+
 @pytest.mark.parametrize(
-    ("agreed", "current", "expected"),
+    ("tolerance", "agreed", "current", "expected"),
     [
-        (19, 20, 20),  # 5%: within the tolerance, not made
-        (18, 20, 20),  # 10%: still within
-        (17, 20, 17),  # 15%: made
-        (4, 5, 4),  # one pod of five is 20%
-        (30, 20, 30),  # scale-ups are never held back
-        (19, 19, 19),
+        (DOWN, 19, 20, 20),  # 5%: within the tolerance, not made
+        (DOWN, 18, 20, 20),  # 10%: still within
+        (DOWN, 17, 20, 17),  # 15%: made
+        (DOWN, 4, 5, 4),  # one pod of five is 20%
+        (DOWN, 30, 20, 30),  # scale-ups are not its business
+        (DOWN, 19, 19, 19),
+        (UP, 21, 20, 20),  # 5%: within the tolerance, not made
+        (UP, 22, 20, 20),  # 10%: still within
+        (UP, 23, 20, 23),  # 15%: made
+        (UP, 6, 5, 6),  # one pod of five is 20%
+        (UP, 17, 20, 17),  # scale-downs are not its business
+        (UP, 20, 20, 20),
     ],
 )
-def test_a_scale_down_within_the_tolerance_is_not_made(agreed: int, current: int, expected: int) -> None:
-    bounds = Bounds(scale_down_stabilization_seconds=0, scale_down_tolerance=0.1)
+def test_a_change_within_the_tolerance_is_not_made(
+    tolerance: dict[str, float], agreed: int, current: int, expected: int
+) -> None:
+    bounds = Bounds(scale_down_stabilization_seconds=0, **tolerance)
     target, gate = stabilize(agreed=agreed, current=current, now=NOW, bounds=bounds, history=History())
     assert target == expected
     assert (gate is not None and gate.rule == "tolerance") == (expected == current != agreed)
+
+
+@pytest.mark.parametrize(
+    ("earlier", "expected"),
+    [
+        (22, 20),  # the window limits 30 to 22, 10% above 20: within the tolerance, not made
+        (23, 23),  # limited to 23, 15%: made
+    ],
+)
+def test_the_scale_up_tolerance_judges_the_step_the_stabilization_leaves(earlier: int, expected: int) -> None:
+    bounds = Bounds(scale_down_stabilization_seconds=0, scale_up_stabilization_seconds=120, scale_up_tolerance=0.1)
+    history = History(recommendations=((NOW - 60, earlier),))
+    target, gate = stabilize(agreed=30, current=20, now=NOW, bounds=bounds, history=history)
+    assert target == expected
+    assert gate is not None
+    assert ("tolerance" in gate.message) == (expected == 20)
 
 
 def test_a_scale_down_cut_short_by_the_step_limit_is_made_whatever_the_tolerance() -> None:
@@ -137,10 +165,11 @@ def test_a_scale_down_cut_short_by_the_step_limit_is_made_whatever_the_tolerance
 
 
 def test_no_tolerance_by_default() -> None:
-    target, gate = stabilize(
-        agreed=19, current=20, now=NOW, bounds=Bounds(scale_down_stabilization_seconds=0), history=History()
-    )
-    assert (target, gate) == (19, None)
+    for agreed in (19, 21):
+        target, gate = stabilize(
+            agreed=agreed, current=20, now=NOW, bounds=Bounds(scale_down_stabilization_seconds=0), history=History()
+        )
+        assert (target, gate) == (agreed, None)
 
 
 @pytest.mark.parametrize(

@@ -234,13 +234,15 @@ def test_preparing_ahead_changes_no_decision(monkeypatch: pytest.MonkeyPatch) ->
     assert len(set(prepared.requested)) > 3  # it did scale
 
 
-def test_the_default_tolerance_cuts_scaling_actions_and_stays_cheaper_than_the_hpa() -> None:
-    """Small dips do not churn the workload: the default policy's 10% scale-down tolerance (the HPA's
-    own default) against the same policy without it, on a noisy trace it was not developed on."""
+@pytest.mark.parametrize("knob", ["scaleDownTolerance", "scaleUpTolerance"])
+def test_the_default_tolerance_cuts_scaling_actions_and_stays_cheaper_than_the_hpa(knob: str) -> None:
+    """Small dips, and a demand hovering at the target, do not churn the workload: the default policy's
+    10% tolerance each way (the HPA's own default) against the same policy without it, on a noisy
+    trace it was not developed on."""
     t = make_trace("synthetic", sinusoid(seed=3), peak_pods=20, capacity=100)
     documents = default_documents(MODEL)
-    assert documents[-1]["spec"]["bounds"]["scaleDownTolerance"] == 0.1
-    documents[-1]["spec"]["bounds"]["scaleDownTolerance"] = 0.0
+    assert documents[-1]["spec"]["bounds"][knob] == 0.1
+    documents[-1]["spec"]["bounds"][knob] = 0.0
     spec, agents = parse_documents(documents, origin="test")
     without = replay(t, Negotiated(policy=spec, agents=agents, model=MODEL), MODEL).figures
     ours = replay(t, accord(), MODEL).figures

@@ -82,7 +82,17 @@ class Bounds(Model):
         ge=0.0,
         lt=1.0,
         description="A scale-down of at most this fraction of the current replicas is not made (the HPA's "
-        "tolerance, 0.1 there): small dips do not churn the workload. Scale-ups are never held back.",
+        "tolerance, 0.1 there): small dips do not churn the workload. Scale-ups are not held back by it "
+        "(see scaleUpTolerance).",
+    )
+    scale_up_tolerance: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="A scale-up of at most this fraction of the current replicas is not made (the HPA's "
+        "tolerance, 0.1 there, on the way up): a demand hovering at the target does not churn the workload. "
+        "Never below the observed floor: what the demand seen now needs at the SLO utilisation is always asked "
+        "for. 0 (the default): off.",
     )
     scale_down_dwell_seconds: int = Field(
         default=0,

@@ -47,7 +47,9 @@ class History:
 def stabilize(*, agreed: int, current: int, now: float, bounds: Bounds, history: History) -> tuple[int, Gate | None]:
     """HPA-style: no scale-down within the tolerance (unless the step limit holds it) nor within the
     dwell time after a change; scale down only to the highest, up only to the lowest, recommendation
-    of the window; then a scale-up goes the policy's headroom above that."""
+    of the window; no scale-up within the scale-up tolerance of the current count (judged on the step
+    the window leaves); then a scale-up goes the policy's headroom above that. The engine raises what
+    comes out to the observed-demand floor: no rule here holds a workload below it."""
     target, gate = _settle(agreed=agreed, current=current, now=now, bounds=bounds, history=history)
     raised = headroom(target, current, bounds)
     if raised == target:
@@ -57,6 +59,17 @@ def stabilize(*, agreed: int, current: int, now: float, bounds: Bounds, history:
 
 
 def _settle(*, agreed: int, current: int, now: float, bounds: Bounds, history: History) -> tuple[int, Gate | None]:
+    target, gate = _settle_steps(agreed=agreed, current=current, now=now, bounds=bounds, history=history)
+    # The scale-up tolerance judges the step that would be made, after the scale-up stabilization.
+    if target > current and target - current <= bounds.scale_up_tolerance * current + 1e-9:
+        why = f"scale-up to {target} not made: within the {bounds.scale_up_tolerance:.0%} tolerance of {current}"
+        return current, Gate("tolerance", "cap", why if gate is None else f"{gate.message}; {why}")
+    return target, gate
+
+
+def _settle_steps(
+    *, agreed: int, current: int, now: float, bounds: Bounds, history: History
+) -> tuple[int, Gate | None]:
     # Only a scale-down the step limit does not cut short: one held at `maxStepDown` may stand for a
     # larger wish, and holding it would ratchet the workload at its peak for good.
     within_step = agreed > current - bounds.max_step_down

@@ -46,8 +46,10 @@ from accord.sim.trace import TICK_SECONDS
 DEFAULT_PLACEMENT = "default"
 NAMESPACE = "replay"
 APPROVER = "replay:approver"
-# The Kubernetes HPA's default tolerance (its --horizontal-pod-autoscaler-tolerance), not a fit to any trace.
+# The Kubernetes HPA's default tolerance (its --horizontal-pod-autoscaler-tolerance), not a fit to any trace;
+# the replay uses it both ways.
 SCALE_DOWN_TOLERANCE = 0.1
+SCALE_UP_TOLERANCE = 0.1
 
 
 class PolicyFileError(ValueError):
@@ -63,12 +65,14 @@ def default_documents(model: ReplayModel) -> list[dict[str, Any]]:
     its forecast at most `UPPER_ALLOWANCE` above the target; the target is set so that this
     ceiling is the SLO utilisation (0.85 / 1.15 ≈ 0.74): the forecast's own misses, not a fixed
     reserve, decide the headroom. Bounds are the model's; a decision may add as many pods as the
-    forecast asks for and remove a tenth of the largest count at a time. No scale-down
-    stabilization: the forecast never expects less than the latest observation, so a fall is
-    followed only once it is seen. A scale-down of at most a tenth of the count is not made (the
-    HPA's own default tolerance), against churn on small dips; the dwell time and the scale-up
-    headroom are off (measured on slices of the bundled traces, each cut scaling actions only at a
-    cost in pod-hours above hpa@0.7's). No approval gates: a replay has no people to approve.
+    forecast asks for and remove a tenth of the largest count at a time. No stabilization: the
+    forecast never expects less than the latest observation, so a fall is followed only once it is
+    seen. A change of at most a tenth of the count is not made, either way (the HPA's own default
+    tolerance, `scaleDownTolerance` and `scaleUpTolerance`): small dips and a demand hovering at the
+    target do not churn the workload, and the observed-demand floor still asks for what the demand
+    seen now needs at the SLO utilisation. The dwell time and the scale-up headroom are off
+    (measured on slices of the bundled traces, each cut scaling actions only at a cost in pod-hours
+    above hpa@0.7's). No approval gates: a replay has no people to approve.
     """
     step_down = max(1, model.max_replicas // 10)
     agents: list[dict[str, Any]] = [
@@ -107,6 +111,7 @@ def default_documents(model: ReplayModel) -> list[dict[str, Any]]:
                     "maxStepDown": step_down,
                     "scaleDownStabilizationSeconds": 0,
                     "scaleDownTolerance": SCALE_DOWN_TOLERANCE,
+                    "scaleUpTolerance": SCALE_UP_TOLERANCE,
                     "scaleDownDwellSeconds": 0,
                     "scaleUpHeadroom": 0.0,
                 },
