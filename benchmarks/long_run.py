@@ -1,15 +1,17 @@
 """A long run of the operator on the local control plane: records, Events and memory over time
 (docs/benchmark.md section 4).
 
-N Deployments (default 100) under one policy renegotiated every 5 s, each with a demand that climbs
-by about a pod's worth every round for ten minutes and then falls back (a sawtooth, each workload at
-its own phase), so that nearly every round changes most workloads. Time is accelerated where
+N Deployments (default 60) under one policy renegotiated every 5 s, each with a demand that climbs
+from 1 to 8 pods' worth over five minutes and falls back (a sawtooth, each workload at its own
+phase), so that most rounds change some workloads. Their pods run on simulated nodes
+(`accord_dev.cluster.kubelets`) and turn Ready, so scale-downs are made as on a cluster (with no
+Ready pod, the observed-demand floor would hold every count). Time is accelerated where
 Kubernetes lets it be: the API server keeps Events for `--event-ttl` (default 5 minutes instead of
 an hour), so their plateau shows within the run. Every minute it prints the rounds and decisions so
 far, the Negotiation records (in all, and the most for one workload), the Events in the namespace,
 and the operator's resident memory; at the end, the figures at the start and at the end.
 
-    python benchmarks/long_run.py [--workloads 100] [--minutes 15] [--event-ttl 5m]
+    python benchmarks/long_run.py [--workloads 60] [--minutes 15] [--event-ttl 5m]
 """
 
 from __future__ import annotations
@@ -32,14 +34,15 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from accord_dev.cluster import tools  # noqa: E402
 from accord_dev.cluster.emulator import WorkloadEmulator  # noqa: E402
+from accord_dev.cluster.kubelets import Pool, SimulatedKubelets  # noqa: E402
 from accord_dev.cluster.local import LocalControlPlane  # noqa: E402
 from accord_dev.cluster.prometheus import PrometheusServer  # noqa: E402
 from operator_process import OperatorProcess  # noqa: E402
 from operator_scale import manifests  # noqa: E402
 
 INTERVAL = 5
-PERIOD = 600.0  # seconds of one climb of the sawtooth
-LOW, HIGH = 100.0, 1400.0  # requests per second: 2 to 20 pods at 70% of 100/s
+PERIOD = 300.0  # seconds of one climb of the sawtooth
+LOW, HIGH = 60.0, 560.0  # requests per second: 1 to 8 pods at 70% of 100/s
 
 
 def policy(namespace: str) -> dict[str, Any]:
@@ -50,7 +53,7 @@ def policy(namespace: str) -> dict[str, Any]:
         "spec": {
             "selector": {"matchLabels": {"bench": "true"}},
             "agents": [{"name": n} for n in ("performance", "cost", "security", "compliance")],
-            "bounds": {"minReplicas": 1, "maxReplicas": 30, "maxStepDown": 30, "scaleDownStabilizationSeconds": 0},
+            "bounds": {"minReplicas": 1, "maxReplicas": 10, "maxStepDown": 10, "scaleDownStabilizationSeconds": 0},
             "rules": {"minConfidence": 0.2},
             "intervalSeconds": INTERVAL,
             "historyLimit": 3,
@@ -85,13 +88,13 @@ def metric_sum(text: str, name: str) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workloads", type=int, default=100)
+    parser.add_argument("--workloads", type=int, default=60)
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--event-ttl", default="5m", help="the API server's --event-ttl (Kubernetes' default: 1h)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="accord-long-run-"))
     namespace = "bench"
-    with LocalControlPlane(extra_apiserver_args=[f"--event-ttl={args.event_ttl}"], with_scheduler=False) as plane:
+    with LocalControlPlane(extra_apiserver_args=[f"--event-ttl={args.event_ttl}"]) as plane:
         kc = Path(plane.kubeconfig)
         tools.run_kubectl(kc, "apply", "-f", str(REPO / "crds"))
         for crd in ("agents", "negotiationpolicies", "negotiations"):
@@ -99,7 +102,11 @@ def main() -> int:
         from kubernetes import config
 
         api = config.new_client_from_config(config_file=str(kc))  # type: ignore[no-untyped-call]
+        nodes = [
+            Pool("bench", max(2, args.workloads * 10 // 100 + 1), {"bench-pool": "true"}, cpu="64", memory="256Gi")
+        ]
         with (
+            SimulatedKubelets(api, nodes, prefix="long-run-"),
             WorkloadEmulator(api_client=api, poll_interval=2.0) as emulator,
             PrometheusServer(targets=[emulator.target], scrape_interval="2s") as prom,
         ):
