@@ -27,6 +27,7 @@ from accord.models.common import from_wire
 from accord.models.policy import NegotiationPolicySpec
 from accord.negotiation.table import Table
 from accord.operator import approvals, observability
+from accord.operator.gather import RoundQueries
 from accord.operator.kube import Kube
 from accord.operator.loop import Negotiator
 from accord.operator.recorder import APPROVAL, APPROVER
@@ -83,7 +84,7 @@ class TraceNegotiator(Negotiator):
         self.tick = 0
 
     async def evidence(
-        self, situation: Situation, spec: NegotiationPolicySpec, table: Table
+        self, situation: Situation, spec: NegotiationPolicySpec, table: Table, queries: RoundQueries | None = None
     ) -> tuple[dict[str, EvidenceSet], list[str]]:
         return self.twin.evidence(Past(tick=self.tick, start=START, demand=DEMAND)), []
 

@@ -8,7 +8,7 @@ What a user checks with `kubectl get pods -o wide` (the NODE, STATUS and READY c
   pod of the workload on nodes of the target pool, Ready, the workload's own selector key and
   toleration intact: the scheduler, not a field comparison, proves the tolerations were swapped;
   the decision is Applied only once that rollout has completed, every pod Ready on the target pool;
-- a move to a pool whose taint nobody tolerates fails with the scheduler's reason once its pods have
+- a move the scheduler cannot place (the pool's affinity names a zone it lacks) fails with its reason once its pods have
   been Unschedulable for the policy's bound, is rolled back without a Ready pod lost, and is not
   tried again at the next rounds (one Held record);
 - a spot node reclaimed under a notice is tainted and drained, its pods come back Ready on the
@@ -236,14 +236,16 @@ def test_a_negotiated_move_puts_every_pod_on_the_target_pool_ready(
 
 
 @pytest.mark.usefixtures("operator")
-def test_a_move_to_a_pool_nobody_tolerates_fails_with_the_schedulers_reason_and_is_rolled_back(
+def test_a_move_the_scheduler_cannot_place_fails_with_its_reason_and_is_rolled_back(
     cluster: Cluster, emulator: WorkloadEmulator, kubelets: SimulatedKubelets, namespace: str
 ) -> None:
-    """The edge pool is the cheapest on offer, but its placement forgets the toleration of the edge
-    nodes' taint: the scheduler places none of the moved pods. The decision fails with the scheduler's
-    reason once the pods have been Unschedulable for the policy's bound, the workload is put back on
-    the dear pool, its pods Ready there, no Ready pod lost on the way (maxUnavailable of 2 replicas is
-    0), and the next rounds do not try the edge pool again."""
+    """The edge pool is the cheapest on offer and has room, but its placement's node affinity asks for a
+    zone none of its nodes is in (a misconfigured pool; the pools' room does not model affinity): the
+    scheduler places none of the moved pods. The decision fails with the scheduler's reason once the
+    pods have been Unschedulable for the policy's bound, the workload is put back on the dear pool, its
+    pods Ready there, no Ready pod lost on the way (maxUnavailable of 2 replicas is 0), and the next
+    rounds do not try the edge pool again. (A placement that forgets the toleration of its nodes' taint
+    is not even tried: its pool has room for no pod, see test_a_pool_without_room_is_not_chosen...)"""
     placements = [
         {
             "name": "dear",
@@ -251,7 +253,25 @@ def test_a_move_to_a_pool_nobody_tolerates_fails_with_the_schedulers_reason_and_
             "tolerations": [{"key": "pool", "operator": "Equal", "value": "dear", "effect": "NoSchedule"}],
             "pricePerPodHour": 1.0,
         },
-        {"name": "edge", "nodeSelector": {POOL_KEY: pool_label("edge")}, "pricePerPodHour": 0.1},
+        {
+            "name": "edge",
+            "nodeSelector": {POOL_KEY: pool_label("edge")},
+            "tolerations": [{"key": "pool", "operator": "Equal", "value": "edge", "effect": "NoSchedule"}],
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["nowhere"]}
+                                ]
+                            }
+                        ]
+                    }
+                }
+            },
+            "pricePerPodHour": 0.1,
+        },
     ]
     dear = kubelets.nodes_of("dear")
     apply(cluster, pinned(namespace, "dear", 2, annotations={READY_AFTER_ANNOTATION: "1"}))
@@ -277,7 +297,7 @@ def test_a_move_to_a_pool_nobody_tolerates_fails_with_the_schedulers_reason_and_
     message = record["status"]["message"]
     assert "pods unschedulable for" in message
     assert "Unschedulable" in message
-    assert "had taint {pool: edge}" in message, message
+    assert "didn't match Pod's node affinity" in message, message
     assert message.endswith("rolled back to 2@dear")
     assert "RollingOut" in event_reasons(cluster, namespace, record["metadata"]["name"])
     assert {"RolloutFailed", "RolledBack"} <= event_reasons(cluster, namespace, "web")  # kubectl describe deploy web

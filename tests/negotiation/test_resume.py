@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from accord.agents.base import Candidate
 from accord.models.negotiation import Phase
 from accord.negotiation import lifecycle
@@ -65,3 +67,31 @@ def test_audit_records_are_never_closed_or_superseded() -> None:
     assert record.phase is Phase.PROPOSED and record.audit
     for live in (record.target, Candidate(6, "standard"), record.current):
         assert lifecycle.resume(step.state, live=live).intents == ()
+
+
+def test_a_record_stored_although_its_create_failed_is_superseded_by_the_same_decision_made_again() -> None:
+    """etcd restarts while a record is created: the API server reports a failure, the lifecycle forgets
+    the record and nothing is executed; the next round makes the same decision on a new record, which
+    is applied. Then the watch shows the first record after all (Proposed, from 4 to 10): it is a
+    duplicate, superseded by the one that carried the decision out, and the change counts once."""
+    ghost_step, ghost = interrupted()
+    forgotten = lifecycle.forget(ghost_step.state, ghost)
+    _, again = decide_with(policy(), forgotten, current=4, want=10, now=NOW + 30)
+    (write,) = [i for i in again.intents if isinstance(i, Write)]
+    applied = lifecycle.executed(again.state, write.record.name, lifecycle.Done(10, "standard", "scale"), now=NOW + 30)
+    seen = lifecycle.observe(applied.state, ghost_step.state.find(ghost), now=NOW + 31)  # type: ignore[arg-type]
+    resumed = lifecycle.resume(seen, live=Candidate(10, "standard"))
+    assert [(i.name, i.phase, i.superseded_by) for i in resumed.intents if isinstance(i, SetPhase)] == [
+        (ghost, Phase.SUPERSEDED, write.record.name)
+    ]
+    assert resumed.state.history.changes == (NOW + 30,), "the change counts once"
+
+
+def test_an_older_proposed_record_of_another_decision_is_still_found_applied() -> None:
+    """Only the same decision made again makes a record a duplicate: a newer record of another decision
+    (from where the first one left the workload) does not."""
+    step, name = interrupted()
+    later = replace(step.state.find(name), name="later", created=NOW + 60, current=Candidate(10, "standard"),  # type: ignore[type-var]
+                    target=Candidate(12, "standard"), phase=Phase.HELD)  # fmt: skip
+    resumed = lifecycle.resume(step.state.put(later), live=Candidate(10, "standard"))
+    assert [(i.name, i.phase) for i in resumed.intents if isinstance(i, SetPhase)] == [(name, Phase.APPLIED)]

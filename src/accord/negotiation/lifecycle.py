@@ -865,12 +865,27 @@ def resume(state: Decisions, *, live: Candidate) -> Step:
     written, between the executor's write and the record's phase update), closed against the
     workload as it is now: at the record's target, the decision was applied (its change counted at
     its decision time); moved elsewhere, it was overtaken and is superseded; still at the record's
-    current state, it stays Proposed and the same decision again is retried on it (`decide`)."""
+    current state, it stays Proposed and the same decision again is retried on it (`decide`). A
+    record whose decision was made again later on another record (its create was reported failed,
+    yet stored) is superseded by that one: one decision is applied once."""
     step = Step(state)
     for record in state.records:
         if record.phase is not Phase.PROPOSED or record.audit or record.verdict is not Verdict.APPLY:
             continue
-        if live == record.target:
+        again = next(
+            (
+                r
+                for r in state.records
+                if r.created > record.created and (r.current, r.target) == (record.current, record.target) and not r.audit
+            ),
+            None,
+        )
+        if again is not None:
+            # A record whose write was reported failed but was stored after all: the same decision was
+            # made again on a record of its own, which carried it out (or will); this one is a duplicate.
+            why = f"not applied: the same decision was made again as {again.name}"
+            step = _then(step, _set(step.state, record, Phase.SUPERSEDED, why, by=again.name))
+        elif live == record.target:
             history = step.state.history
             changes = tuple(sorted((*history.changes, record.created)))
             applied = replace(record, phase=Phase.APPLIED, applied_at=record.created)
