@@ -461,73 +461,75 @@ def test_a_drained_node_moves_its_pods_and_a_lost_node_goes_not_ready(
 
 @pytest.mark.usefixtures("operator")
 def test_a_pool_without_room_is_not_chosen_until_it_has_room(
-    cluster: Cluster, emulator: WorkloadEmulator, kubelets: SimulatedKubelets, namespace: str
+    cluster: Cluster, emulator: WorkloadEmulator, namespace: str
 ) -> None:
     """The edge pool is the cheapest on offer, but a filler Deployment holds 3.5 of each edge node's 4 CPU
     and web's pods ask for 1 CPU each: the edge pool has room for none of them. Demand rises: web scales
     on the dear pool, and the decision's record says the agents would have moved it to edge and why not
     (the room, in the pool's own figures). The filler goes: the next rounds move web to edge, every pod
-    Ready there."""
-    tolerate = {"edge": [{"key": "pool", "operator": "Equal", "value": "edge", "effect": "NoSchedule"}]}
+    Ready there. (Pools of its own: the module's are drained, lost and reclaimed by the tests before.)"""
+    label = {"dear": "roomy-dear", "edge": "roomy-edge"}
+    own = [Pool(p, 2, {POOL_KEY: pool_label(p)}, (Taint("pool", p),)) for p in label.values()]
     placements = [
         {
             "name": name,
-            "nodeSelector": {POOL_KEY: pool_label(name)},
-            "tolerations": [{"key": "pool", "operator": "Equal", "value": name, "effect": "NoSchedule"}],
+            "nodeSelector": {POOL_KEY: pool_label(label[name])},
+            "tolerations": [{"key": "pool", "operator": "Equal", "value": label[name], "effect": "NoSchedule"}],
             "pricePerPodHour": price,
         }
         for name, price in (("dear", 1.0), ("edge", 0.1))
     ]
-    dear, edge = kubelets.nodes_of("dear"), kubelets.nodes_of("edge")
 
     def requesting(body: dict[str, Any], cpu: str) -> dict[str, Any]:
         body["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": cpu}}
         return body
 
-    filler = requesting(pinned(namespace, "edge", 2), "3500m")
-    filler["metadata"]["name"] = "filler"
-    filler["metadata"]["labels"] = {"app": "filler"}  # not opted in: Accord leaves it alone
-    filler["spec"]["selector"]["matchLabels"] = filler["spec"]["template"]["metadata"]["labels"] = {"app": "filler"}
-    filler["spec"]["template"]["spec"]["tolerations"] = tolerate["edge"]
-    apply(cluster, filler, requesting(pinned(namespace, "dear", 2, annotations={READY_AFTER_ANNOTATION: "1"}), "1"))
-    wait_until(lambda: all_ready_on(pods_wide(cluster, namespace), dear, 2), timeout=60, message="web on dear")
-    wait_until(
-        lambda: all_ready_on(pods_wide(cluster, namespace, "app=filler"), edge, 2), timeout=60, message="edge full"
-    )
+    with SimulatedKubelets(cluster.api_client(), own, prefix=PREFIX) as kubelets:
+        dear, edge = kubelets.nodes_of(label["dear"]), kubelets.nodes_of(label["edge"])
+        filler = requesting(pinned(namespace, label["edge"], 2), "3500m")
+        filler["metadata"]["name"] = "filler"
+        filler["metadata"]["labels"] = {"app": "filler"}  # not opted in: Accord leaves it alone
+        filler["spec"]["selector"]["matchLabels"] = filler["spec"]["template"]["metadata"]["labels"] = {"app": "filler"}
+        web = requesting(pinned(namespace, label["dear"], 2, annotations={READY_AFTER_ANNOTATION: "1"}), "1")
+        apply(cluster, filler, web)
+        wait_until(lambda: all_ready_on(pods_wide(cluster, namespace), dear, 2), timeout=60, message="web on dear")
+        wait_until(
+            lambda: all_ready_on(pods_wide(cluster, namespace, "app=filler"), edge, 2), timeout=60, message="edge full"
+        )
 
-    offer_placements(cluster, emulator, namespace, placements)
-    emulator.set_demand(namespace, "web", 300.0)  # 300/s at 70% of 100/s a pod: 5 pods
-    scaled = find(
-        cluster,
-        namespace,
-        lambda n: phase(n) == "Applied" and any(g["rule"] == "poolCapacity" for g in n["spec"].get("gates", [])),
-        timeout=90,
-        message="a scale-up on dear that says why not edge",
-    )
-    assert scaled["spec"]["outcome"]["target"]["placement"] == "dear"
-    (gate,) = [g for g in scaled["spec"]["gates"] if g["rule"] == "poolCapacity"]
-    wanted = scaled["spec"]["outcome"]["target"]["replicas"]
-    assert (
-        f"the agents would have agreed on {wanted}@edge, but pool edge cannot take {wanted} pods now" in gate["message"]
-    )
-    assert "room for 0 pods on 2 schedulable nodes (1 CPU" in gate["message"], gate["message"]
-    assert not [r for r in pods_wide(cluster, namespace) if r["node"] in edge]
+        offer_placements(cluster, emulator, namespace, placements)
+        emulator.set_demand(namespace, "web", 300.0)  # 300/s at 70% of 100/s a pod: 5 pods
+        scaled = find(
+            cluster,
+            namespace,
+            lambda n: phase(n) == "Applied" and any(g["rule"] == "poolCapacity" for g in n["spec"].get("gates", [])),
+            timeout=90,
+            message="a scale-up on dear that says why not edge",
+        )
+        assert scaled["spec"]["outcome"]["target"]["placement"] == "dear"
+        (gate,) = [g for g in scaled["spec"]["gates"] if g["rule"] == "poolCapacity"]
+        wanted = scaled["spec"]["outcome"]["target"]["replicas"]
+        assert f"would have agreed on {wanted}@edge, but pool edge cannot take {wanted} pods now" in gate["message"]
+        assert "room for 0 pods on 2 schedulable nodes (1 CPU" in gate["message"], gate["message"]
+        assert not [r for r in pods_wide(cluster, namespace) if r["node"] in edge]
 
-    cluster.kubectl("delete", "deployment", "filler", "-n", namespace)
-    moved = find(
-        cluster,
-        namespace,
-        lambda n: phase(n) == "Applied" and n["spec"]["outcome"]["target"]["placement"] == "edge",
-        timeout=120,
-        message="the move to edge once it has room",
-    )
-    target = moved["spec"]["outcome"]["target"]["replicas"]
-    rows = wait_until(
-        lambda: all_ready_on([r for r in pods_wide(cluster, namespace) if r["status"] != "Terminating"], edge, target),
-        timeout=90,
-        message="every pod of web Ready on edge",
-    )
-    print(f"\n[e2e] no room on edge: {gate['message']}; then {len(rows)} pods moved to edge")
+        cluster.kubectl("delete", "deployment", "filler", "-n", namespace)
+        moved = find(
+            cluster,
+            namespace,
+            lambda n: phase(n) == "Applied" and n["spec"]["outcome"]["target"]["placement"] == "edge",
+            timeout=120,
+            message="the move to edge once it has room",
+        )
+        target = moved["spec"]["outcome"]["target"]["replicas"]
+        rows = wait_until(
+            lambda: all_ready_on(
+                [r for r in pods_wide(cluster, namespace) if r["status"] != "Terminating"], edge, target
+            ),
+            timeout=90,
+            message="every pod of web Ready on edge",
+        )
+        print(f"\n[e2e] no room on edge: {gate['message']}; then {len(rows)} pods moved to edge")
 
 
 ZONE = "topology.kubernetes.io/zone"
