@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ from accord_dev.cluster.kubelets import Pool, SimulatedKubelets  # noqa: E402
 from accord_dev.cluster.local import LocalControlPlane  # noqa: E402
 from accord_dev.cluster.prometheus import PrometheusServer  # noqa: E402
 from operator_process import OperatorProcess  # noqa: E402
-from operator_scale import manifests  # noqa: E402
+from operator_scale import install_crds, manifests, memory_mb, metric_sum  # noqa: E402
 
 INTERVAL = 5
 PERIOD = 300.0  # seconds of one climb of the sawtooth
@@ -75,17 +74,6 @@ def listed(kubeconfig: Path, kind: str, namespace: str) -> list[dict[str, Any]]:
     return items
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def metric_sum(text: str, name: str) -> float:
-    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", type=int, default=60)
@@ -96,9 +84,7 @@ def main() -> int:
     namespace = "bench"
     with LocalControlPlane(extra_apiserver_args=[f"--event-ttl={args.event_ttl}"]) as plane:
         kc = Path(plane.kubeconfig)
-        tools.run_kubectl(kc, "apply", "-f", str(REPO / "crds"))
-        for crd in ("agents", "negotiationpolicies", "negotiations"):
-            tools.run_kubectl(kc, "wait", "--for=condition=Established", f"crd/{crd}.accord.dev", "--timeout=60s")
+        install_crds(kc)
         from kubernetes import config
 
         api = config.new_client_from_config(config_file=str(kc))  # type: ignore[no-untyped-call]
@@ -146,7 +132,7 @@ def main() -> int:
                         len(records),
                         max(per.values(), default=0),
                         len(events),
-                        rss_mb(operator.process.pid),
+                        memory_mb(operator.process.pid, "VmRSS"),
                     )
                     rows.append(row)
                     print(

@@ -126,11 +126,18 @@ def wait(probe: Any, timeout: float, what: str, interval: float = 1.0) -> float:
     raise TimeoutError(f"{what} did not happen within {timeout}s")
 
 
-def peak_rss_mb(pid: int) -> float:
+def memory_mb(pid: int, field: str = "VmHWM") -> float:
+    """A process's memory figure from /proc in MB: VmHWM (its peak resident set) or VmRSS (now)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def install_crds(kubeconfig: Path) -> None:
+    tools.run_kubectl(kubeconfig, "apply", "-f", str(REPO / "crds"))
+    for crd in ("agents", "negotiationpolicies", "negotiations"):
+        tools.run_kubectl(kubeconfig, "wait", "--for=condition=Established", f"crd/{crd}.accord.dev", "--timeout=60s")
 
 
 def metric_sum(text: str, name: str) -> float:
@@ -146,9 +153,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="accord-bench-"))
     with LocalControlPlane() as plane:
         kc = Path(plane.kubeconfig)
-        tools.run_kubectl(kc, "apply", "-f", str(REPO / "crds"))
-        for crd in ("agents", "negotiationpolicies", "negotiations"):
-            tools.run_kubectl(kc, "wait", "--for=condition=Established", f"crd/{crd}.accord.dev", "--timeout=60s")
+        install_crds(kc)
         from kubernetes import config
 
         api = config.new_client_from_config(config_file=str(kc))  # type: ignore[no-untyped-call]
@@ -248,7 +253,7 @@ def main() -> int:
                     f"median {statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms "
                     "(includes one kubectl call to annotate)"
                 )
-                print(f"operator peak RSS: {peak_rss_mb(operator.process.pid) if operator.process else 0:.0f} MB")
+                print(f"operator peak RSS: {memory_mb(operator.process.pid) if operator.process else 0:.0f} MB")
             finally:
                 operator.stop()
     print(f"operator log: {work / 'operator.log'}")

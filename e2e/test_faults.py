@@ -100,6 +100,19 @@ def samples(process: OperatorProcess, metric: str, **labels: str) -> dict[str, f
     return found
 
 
+def condition_when(
+    cluster: Cluster, namespace: str, kind: str, check: Any, *, timeout: float, message: str
+) -> dict[str, Any]:
+    """The policy's `kind` condition, once `check(condition)` holds (waited for)."""
+
+    def found() -> dict[str, Any] | None:
+        condition = policy_condition(cluster, namespace, kind)
+        return condition if check(condition) else None
+
+    result: dict[str, Any] = wait_until(found, timeout=timeout, interval=0.5, message=message)
+    return result
+
+
 def scraped(prometheus: PrometheusServer, namespace: str, workload: str) -> bool:
     """Prometheus answers the agents' demand query for this workload with a sample."""
     return bool(prometheus.query(DEMAND_QUERY.replace("$namespace", namespace).replace("$workload", workload)))
@@ -151,13 +164,12 @@ def test_a_prometheus_that_never_answers_turns_into_the_missing_metrics_rule_wit
         with silent_prometheus(prometheus_port) as accepted:
             hung = time.monotonic()
             rounds = samples(operator, "accord_round_duration_seconds", policy=key)
-            missing = wait_until(
-                lambda: (
-                    policy_condition(cluster, namespace, "MetricsMissing").get("status") == "True"
-                    and policy_condition(cluster, namespace, "MetricsMissing")
-                ),
+            missing = condition_when(
+                cluster,
+                namespace,
+                "MetricsMissing",
+                lambda c: c.get("status") == "True",
                 timeout=2 * INTERVAL + QUERY_TIMEOUT + 5,
-                interval=0.5,
                 message="MetricsMissing",
             )
             noticed = time.monotonic() - hung
@@ -243,13 +255,12 @@ def test_a_writer_that_keeps_resetting_replicas_makes_accord_back_off_and_say_so
     rules = {"minConfidence": 0.3, "competingWriter": {"maxOverwrites": 3, "windowSeconds": 60}}
     setup(cluster, emulator, namespace, demand=900.0, rules=rules)
     with self_healing_writer(k8s, namespace, "web", 2) as resets:
-        condition = wait_until(
-            lambda: (
-                policy_condition(cluster, namespace, "WriterConflict").get("status") == "True"
-                and policy_condition(cluster, namespace, "WriterConflict")
-            ),
+        condition = condition_when(
+            cluster,
+            namespace,
+            "WriterConflict",
+            lambda c: c.get("status") == "True",
             timeout=12 * INTERVAL,
-            interval=0.5,
             message="WriterConflict",
         )
         assert "Deployment " + namespace + "/web: 3 changes overwritten by another writer" in condition["message"]
@@ -322,13 +333,12 @@ def test_a_control_plane_restart_mid_round_loses_nothing_and_applies_nothing_twi
     applied = chain(cluster, namespace)
     assert all(after[0] == before[1] for before, after in itertools.pairwise(applied)), applied
     assert applied[-1][1] == replicas(cluster, namespace), (applied, replicas(cluster, namespace))
-    ready = wait_until(
-        lambda: (
-            policy_condition(cluster, namespace, "Ready").get("message") == "1 of 1 workloads negotiated"
-            and policy_condition(cluster, namespace, "Ready")
-        ),
+    ready = condition_when(
+        cluster,
+        namespace,
+        "Ready",
+        lambda c: c.get("message") == "1 of 1 workloads negotiated",
         timeout=3 * INTERVAL,
-        interval=0.5,
         message="rounds negotiate every workload again",
     )
     assert ready["status"] == "True"

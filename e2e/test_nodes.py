@@ -44,6 +44,7 @@ from providers import Cluster, wait_until
 from test_operator import (  # noqa: F401 - fixtures
     INTERVAL,
     accord_prometheus,
+    applied_move,
     apply,
     crds,
     deployment,
@@ -514,13 +515,7 @@ def test_a_pool_without_room_is_not_chosen_until_it_has_room(
         assert not [r for r in pods_wide(cluster, namespace) if r["node"] in edge]
 
         cluster.kubectl("delete", "deployment", "filler", "-n", namespace)
-        moved = find(
-            cluster,
-            namespace,
-            lambda n: phase(n) == "Applied" and n["spec"]["outcome"]["target"]["placement"] == "edge",
-            timeout=120,
-            message="the move to edge once it has room",
-        )
+        moved = applied_move(cluster, namespace, "edge", timeout=120)
         target = moved["spec"]["outcome"]["target"]["replicas"]
         rows = wait_until(
             lambda: all_ready_on(
@@ -579,13 +574,7 @@ def test_the_security_agents_zone_spread_is_where_the_pods_run(
             },
         }
         apply(cluster, security)
-        moved = find(
-            cluster,
-            namespace,
-            lambda n: phase(n) == "Applied" and n["spec"]["outcome"]["target"]["placement"] == "zoned",
-            timeout=120,
-            message="a move to the two-zone pool",
-        )
+        moved = applied_move(cluster, namespace, "zoned", timeout=120)
         vetoes = [
             p["veto"]
             for proposal in moved["spec"]["proposals"]

@@ -282,12 +282,17 @@ def negotiated_move(
 ) -> dict[str, Any]:
     """`offer_placements`, then the applied move to `target`."""
     offer_placements(cluster, emulator, namespace, placements, *workloads, **policy_spec)
+    return applied_move(cluster, namespace, target, timeout=90)
+
+
+def applied_move(cluster: Cluster, namespace: str, pool: str, *, timeout: float) -> dict[str, Any]:
+    """The Applied record of a move to `pool` (waited for)."""
     return find(
         cluster,
         namespace,
-        lambda n: phase(n) == "Applied" and n["spec"]["outcome"]["target"]["placement"] == target,
-        timeout=90,
-        message=f"an applied move to the {target} pool",
+        lambda n: phase(n) == "Applied" and n["spec"]["outcome"]["target"]["placement"] == pool,
+        timeout=timeout,
+        message=f"an applied move to the {pool} pool",
     )
 
 

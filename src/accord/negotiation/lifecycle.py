@@ -876,7 +876,9 @@ def resume(state: Decisions, *, live: Candidate) -> Step:
             (
                 r
                 for r in state.records
-                if r.created > record.created and (r.current, r.target) == (record.current, record.target) and not r.audit
+                if r.created > record.created
+                and (r.current, r.target) == (record.current, record.target)
+                and not r.audit
             ),
             None,
         )
