@@ -10,7 +10,9 @@ if [ -x scripts/install-tools.sh ] && [ "${ACCORD_SKIP_TOOLS:-}" != "1" ]; then
 fi
 # shellcheck disable=SC1091
 . .venv/bin/activate
-echo "==> ruff";          ruff check . && ruff format --check .
+# One command a line: under `set -e` a failure on the left of `&&` does not stop the script.
+echo "==> ruff";          ruff check .
+ruff format --check .
 echo "==> mypy";          mypy
 echo "==> import-linter"; lint-imports
 echo "==> CRDs match the models"; accord crds --check
