@@ -213,9 +213,10 @@ def operator_args(
         "--webhook-configurations=external",
         f"--webhook-cert={certfile}",
         f"--webhook-key={keyfile}",
-        # The Lease the chart's replicas hold, and which its Role lets the ServiceAccount hold.
+        # The Leases the chart's one replica uses (<name>-members, <name>-shard-0), which its Role names.
         f"--lease-namespace={release[1]}",
         f"--lease-name={name}",
+        "--shards=1",
     )
 
 
@@ -384,7 +385,7 @@ def test_the_identity_is_the_service_account(cluster: Cluster, chart_identity: P
 # -- every rendering, validated by the API server -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def dry_run_namespace(cluster: Cluster) -> Iterator[str]:
-    """A release namespace and the ci value sets' namespaces; kopf's peering CRDs, as helm installs them from crds/."""
+    """A release namespace and the ci value sets' namespaces."""
     namespace = f"accord-e2e-render-{suffix()}"
     created = []
     for ns in (namespace, *CI_NAMESPACES):
@@ -397,8 +398,6 @@ def dry_run_namespace(cluster: Cluster) -> Iterator[str]:
         timeout=30,
         message=f"the default ServiceAccount in {namespace}",
     )
-    cluster.kubectl("apply", "-f", str(CHART / "crds"))
-    wait_for_crds(cluster, ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"))
     try:
         yield namespace
     finally:

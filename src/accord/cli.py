@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -113,6 +112,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"{text} must be from 1 to 1024")
+    return value
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.prometheus_ca is not None:
         import ssl
@@ -147,6 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         leader_election=args.leader_election,
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
+        shards=args.shards,
         prometheus_url=args.prometheus_url,
         prometheus_timeout=args.prometheus_timeout,
         prometheus_ca_file=args.prometheus_ca,
@@ -171,9 +181,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
-        standalone=not args.peering,
-        # Replicas of one Deployment share their arguments; kopf pauses every peer of equal priority.
-        priority=args.priority + (random.randrange(args.priority_jitter) if args.priority_jitter > 0 else 0),
+        # No kopf peering: it would pause all replicas but one, and the replicas shard the namespaces.
+        standalone=True,
         memo=kopf.Memo(config=config),
         liveness_endpoint=args.liveness,
     )
@@ -306,16 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--lease-namespace",
         default=os.environ.get("POD_NAMESPACE") or "default",
-        help="namespace of the Lease whose holder alone writes (default: $POD_NAMESPACE, else default)",
+        help="namespace of the Leases whose holders alone write (default: $POD_NAMESPACE, else default)",
     )
-    run.add_argument("--lease-name", default="accord", help="name of that Lease (default: accord)")
-    run.add_argument("--peering", action="store_true", help="coordinate replicas through kopf peering")
-    run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
     run.add_argument(
-        "--priority-jitter",
-        type=int,
-        default=0,
-        help="add a random 0..N-1 to --priority, so that replicas started with the same flags differ",
+        "--lease-name",
+        default="accord",
+        help="prefix of the Leases: <name>-members, and <name>-shard-<i> whose holder alone writes for the "
+        "namespaces of shard i (default: accord)",
+    )
+    run.add_argument(
+        "--shards",
+        type=_positive_int,
+        default=1,
+        help="shards the namespaces are split into among the replicas (default 1: one replica writes, the "
+        "others stand by); the same for every replica of an installation, whatever their number",
     )
     run.add_argument("--liveness", default=None, help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
     run.add_argument("--log-level", default=os.environ.get("ACCORD_LOG_LEVEL", "info"))

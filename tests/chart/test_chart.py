@@ -35,7 +35,6 @@ CLUSTER_SCOPED = {
     "CustomResourceDefinition",
     "ClusterRole",
     "ClusterRoleBinding",
-    "ClusterKopfPeering",
     "Namespace",
     "ValidatingWebhookConfiguration",
     "MutatingWebhookConfiguration",
@@ -186,24 +185,19 @@ ARGS: dict[str, tuple[set[str], set[str]]] = {
     # case: (flags present, flag names absent)
     "default": (
         {"--log-level=info", "--log-format=text", "--no-placements"},
-        {"--peering", "--webhook", "--namespace", "--prometheus-url", "--protected-namespace"},
+        {"--webhook", "--namespace", "--prometheus-url", "--protected-namespace"},
     ),
     "placements": (
         {"--protected-namespace=payments", "--webhook", "--webhook-configurations=external"},
         {"--no-placements", "--namespace"},
     ),
     "ha": (
-        {
-            "--peering",
-            "--priority=100",
-            "--priority-jitter=1000000",
-            "--prometheus-url=http://prometheus-operated.monitoring.svc:9090",
-        },
+        {"--prometheus-url=http://prometheus-operated.monitoring.svc:9090"},
         {"--webhook", "--namespace"},
     ),
     "watched-namespaces": (
         {"--namespace=accord-ci-shop", "--namespace=accord-ci-web", "--log-format=json", "--log-level=debug"},
-        {"--peering"},
+        set(),
     ),
     "webhook-cert-secret": (
         {
@@ -215,19 +209,18 @@ ARGS: dict[str, tuple[set[str], set[str]]] = {
             "--webhook-key=/etc/accord/webhook/tls.key",
             "--webhook-ca=/etc/accord/webhook/ca.crt",
             "--webhook-configurations=external",
-            "--peering",
         },
         {"--namespace"},
     ),
     "webhook-cert-manager": (
         {"--webhook", "--webhook-ca=/etc/accord/webhook/ca.crt", "--webhook-configurations=external"},
-        {"--peering"},
+        set(),
     ),
 }
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_every_replica_writes_only_while_it_holds_the_release_lease(case: str) -> None:
+def test_every_replica_writes_only_while_it_holds_the_release_leases(case: str) -> None:
     args = container(rendered(case))["args"]
     assert f"--lease-namespace={NAMESPACE}" in args
     assert f"--lease-name={RELEASE}" in args
@@ -286,10 +279,13 @@ CLUSTER_POLICIES = (
 )
 
 
+def lease_names(shards: int) -> tuple[str, ...]:
+    return (f"{RELEASE}-members", *(f"{RELEASE}-shard-{i}" for i in range(shards)))
+
+
 def expected_grants(case: str) -> set[tuple[str, str, str, str, tuple[str, ...]]]:
     values = case_values(case)
     watched = values.get("watchNamespaces") or []
-    several = int(values.get("replicaCount", 1)) > 1
     scopes = watched or ["*"]
     held = {(where, g, r, v, ()) for where in scopes for g, r, v in NAMESPACED}
     if (values.get("placements") or {}).get("enabled"):
@@ -301,16 +297,10 @@ def expected_grants(case: str) -> set[tuple[str, str, str, str, tuple[str, ...]]
         held |= {("*", "", "namespaces", v, ()) for v in ("list", "watch")}
     else:
         held |= {("*", g, r, v, ()) for g, r, v in CLUSTER_POLICIES}
-    if several:
-        peering = "kopfpeerings" if watched else "clusterkopfpeerings"
-        held |= {
-            (where, "kopf.dev", peering, v, n)
-            for where in scopes
-            for v, n in (("list", ()), ("watch", ()), ("get", ("accord",)), ("patch", ("accord",)))
-        }
-    # Leadership: the Lease in the release's namespace, named after the release.
+    # Leadership: the members Lease and one Lease per shard, in the release's namespace, named after the release.
     held |= {(NAMESPACE, "coordination.k8s.io", "leases", "create", ())}
-    held |= {(NAMESPACE, "coordination.k8s.io", "leases", v, (RELEASE,)) for v in ("get", "update")}
+    leases = lease_names(int(values.get("shards") or values.get("replicaCount", 1)))
+    held |= {(NAMESPACE, "coordination.k8s.io", "leases", v, leases) for v in ("get", "update")}
     secrets = (values.get("rbac") or {}).get("externalAgentSecrets") or {}
     for namespace in secrets.get("namespaces", []):
         held.add((namespace, "", "secrets", "get", tuple(secrets.get("names", []))))
@@ -400,37 +390,65 @@ def test_pod_templates_are_patched_only_with_placements(case: str, patch: bool) 
     assert ("--no-placements" in container(rendered(case))["args"]) is not patch
 
 
-# --- replicas and peering ---------------------------------------------------------------------------------------
+# --- replicas and shards ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_disruption_budget_and_peering_only_with_several_replicas(case: str) -> None:
+def test_disruption_budget_only_with_several_replicas(case: str) -> None:
     docs = rendered(case)
     replicas = int(case_values(case).get("replicaCount", 1))
     assert one(docs, "Deployment")["spec"]["replicas"] == replicas
     budgets = of_kind(docs, "PodDisruptionBudget")
-    peerings = of_kind(docs, "ClusterKopfPeering") + of_kind(docs, "KopfPeering")
     if replicas == 1:
         assert budgets == []
-        assert peerings == []
         return
     (budget,) = budgets
     assert budget["spec"]["minAvailable"] == 1
     assert budget["spec"]["selector"]["matchLabels"] == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
-    watched = case_values(case).get("watchNamespaces") or []
-    assert {p["metadata"]["name"] for p in peerings} == {"accord"}, "kopf looks its peering object up by this name"
-    if watched:
-        assert sorted(p["metadata"]["namespace"] for p in of_kind(docs, "KopfPeering")) == sorted(watched)
-    else:
-        assert [p["kind"] for p in peerings] == ["ClusterKopfPeering"]
 
 
-def test_kopf_peering_crds_ship_in_the_charts_crds_directory() -> None:
-    docs = [d for d in yaml.safe_load_all((CHART / "crds" / "kopf-peering.yaml").read_text()) if d]
-    names = {d["metadata"]["name"]: d["spec"]["scope"] for d in docs}
-    assert names == {"clusterkopfpeerings.kopf.dev": "Cluster", "kopfpeerings.kopf.dev": "Namespaced"}
-    out = helm("template", RELEASE, str(CHART), "--include-crds").stdout
-    assert "clusterkopfpeerings.kopf.dev" in out
+SHARDS = [
+    # (--set assignments, shards the replicas count)
+    ((), 1),
+    (("replicaCount=3",), 3),
+    (("replicaCount=3", "shards=12"), 12),
+]
+
+
+@pytest.mark.parametrize(("sets", "shards"), SHARDS)
+def test_the_replicas_count_shards_as_many_as_replicas_unless_set(sets: tuple[str, ...], shards: int) -> None:
+    args = container(rendered("default", *sets))["args"]
+    assert [a for a in args if a.startswith("--shards")] == [f"--shards={shards}"]
+
+
+@pytest.mark.parametrize(("sets", "shards"), SHARDS)
+def test_the_lease_role_names_the_members_and_every_shard_lease(sets: tuple[str, ...], shards: int) -> None:
+    role = one(rendered("default", *sets), "Role", f"{RELEASE}-lease")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    named = [r for r in role["rules"] if "resourceNames" in r]
+    assert [sorted(r["verbs"]) for r in named] == [["get", "update"]]
+    names = set(named[0]["resourceNames"])
+    assert names == set(lease_names(shards))
+    assert f"{RELEASE}-shard-{shards - 1}" in names
+    assert f"{RELEASE}-shard-{shards}" not in names
+    assert [r["verbs"] for r in role["rules"] if "resourceNames" not in r] == [["create"]], "create takes no names"
+
+
+def test_no_kopf_peering_is_left() -> None:
+    """kopf peering would pause all replicas but one; the replicas shard the namespaces instead."""
+    assert not (CHART / "crds").exists()
+    for case in CASES:
+        out = helm("template", RELEASE, str(CHART), "-f", str(values_file(case)), "--include-crds").stdout
+        assert "kopf.dev" not in out, case
+        assert "--peering" not in container(rendered(case))["args"]
+
+
+@pytest.mark.parametrize("assignment", ["shards=-1", "shards=1025", "replicaCount=1025"])
+def test_shards_out_of_range_are_refused(assignment: str) -> None:
+    """The operator counts 1 to 1024 shards; replicaCount counts them only while shards is 0."""
+    result = helm("template", RELEASE, str(CHART), "--set", assignment, check=False)
+    assert result.returncode != 0
+    assert "shards" in result.stderr
 
 
 def test_the_pdb_api_follows_the_kubernetes_version() -> None:

@@ -53,9 +53,16 @@ app.kubernetes.io/part-of: accord
 {{- end }}
 {{- end }}
 
-{{/* kopf peering (and so several replicas) is on when more than one replica runs. */}}
-{{- define "accord.peering" -}}
-{{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
+{{/*
+The shards the replicas split the namespaces into (the operator's --shards): `shards`, or with 0 as
+many as replicaCount. Each is the Lease <fullname>-shard-<i>, i from 0 to this minus 1.
+*/}}
+{{- define "accord.shards" -}}
+{{- $shards := int (.Values.shards | default .Values.replicaCount) }}
+{{- if gt $shards 1024 }}
+{{- fail (printf "the replicas count %d shards, at most 1024 are possible: set shards (1..1024)" $shards) }}
+{{- end }}
+{{- $shards }}
 {{- end }}
 
 {{/* The Secret holding the webhook's serving certificate: yours, cert-manager's or the chart's own. */}}
@@ -176,13 +183,4 @@ subjects:
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-{{- if and (include "accord.peering" .) .Values.watchNamespaces }}
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["list", "watch"]
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  resourceNames: ["accord"]
-  verbs: ["get", "patch"]
-{{- end }}
 {{- end }}

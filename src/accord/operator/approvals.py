@@ -138,8 +138,8 @@ async def act_on_approval(negotiator: Negotiator, body: Mapping[str, Any], *, we
         return
     namespace, name = meta["namespace"], meta["name"]
     key = f"{spec.workload.kind}/{spec.workload.namespace}/{spec.workload.name}"
-    if negotiator.following:
-        return  # the holder of the Lease carries it out
+    if not negotiator.writes(namespace):
+        return  # the holder of the namespace's shard carries it out
     async with state.lock(key):
         # Events can arrive late and twice (our own status patch is one): act on the object as it is now.
         try:

@@ -32,6 +32,7 @@ from accord.operator.kube import Kube
 from accord.operator.leadership import Leadership
 from accord.operator.loop import Negotiator
 from accord.operator.recorder import condition, merge_conditions
+from accord.operator.sharding import Shards
 from accord.operator.state import AgentEntry, OperatorConfig, State
 from accord.operator.workloads import autoscaler_view, node_view, workload_view
 
@@ -102,11 +103,14 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     if config.leader_election:
         _lead(
             memo,
-            Leadership(
-                kube,
-                namespace=config.lease_namespace,
-                name=config.lease_name,
-                identity=os.environ.get("POD_ID") or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}",
+            Shards(
+                Leadership(
+                    kube,
+                    namespace=config.lease_namespace,
+                    name=config.lease_name,
+                    identity=os.environ.get("POD_ID") or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}",
+                ),
+                shards=config.shards,
             ),
         )
     settings.posting.level = logging.WARNING
@@ -114,8 +118,6 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.watching.server_timeout = 300
-    settings.peering.name = "accord"
-    settings.peering.mandatory = False
     if config.webhook:
         certfile, keyfile = config.webhook_certfile, config.webhook_keyfile
         if certfile is None or keyfile is None:
@@ -147,19 +149,18 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     )
 
 
-def _lead(memo: Any, leader: Leadership) -> None:
-    """Hold (or wait for) the Lease in the background; on taking it, decide and act at once, and carry
-    out approvals given while another operator held it."""
+def _lead(memo: Any, leader: Shards) -> None:
+    """Hold this replica's shards (or wait for them) in the background; on taking one, decide and act at
+    once, and carry out approvals given while another replica held it."""
     negotiator: Negotiator = memo["negotiator"]
     negotiator.leader = leader
     tasks: set[asyncio.Task[None]] = set()
 
-    def changed(held: bool) -> None:
-        if held:
-            task = asyncio.create_task(approvals.resume(negotiator, webhook=negotiator.state.config.webhook))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            negotiator.state.wake()
+    def changed(taken: frozenset[int]) -> None:
+        task = asyncio.create_task(approvals.resume(negotiator, webhook=negotiator.state.config.webhook))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        negotiator.state.wake()
 
     leader.on_change = changed
     stop = asyncio.Event()
@@ -173,7 +174,7 @@ async def cleanup(memo: Any, **_: Any) -> None:
     if stop is not None and task is not None:
         stop.set()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, timeout=5.0)  # gives the Lease up for the next holder
+            await asyncio.wait_for(task, timeout=5.0)  # gives the shards up for the next holders
     negotiator = memo.get("negotiator")
     if negotiator is not None and negotiator.session is not None:
         await negotiator.session.close()
@@ -338,6 +339,11 @@ async def agent_event(
             float(status["trust"]), int(status.get("trustSamples") or 0), status.get("meanError")
         )
         observability.TRUST.labels(namespace=meta.get("namespace"), agent=meta.get("name")).set(status["trust"])
+    if not negotiator.writes(meta.get("namespace", "")):
+        # The holder of the namespace's shard writes the verdict (the watches re-list every few minutes,
+        # so a shard taken over is judged anew then).
+        state.wake()
+        return
     invalid: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Invalid"), {})
     seen = (invalid.get("status"), invalid.get("reason"))
     # Also when only the verdict changed: an operator restarted with another allowlist judges anew.
@@ -432,7 +438,11 @@ async def negotiation_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **
     state: State = memo["state"]
     negotiator = _negotiator(memo)
     approvals.track(
-        state, body, deleted=event.get("type") == "DELETED", now=negotiator.clock(), follow=negotiator.following
+        state,
+        body,
+        deleted=event.get("type") == "DELETED",
+        now=negotiator.clock(),
+        follow=not negotiator.writes(str((body.get("metadata") or {}).get("namespace") or "")),
     )
     if event.get("type") != "DELETED":
         await approvals.act_on_approval(_negotiator(memo), body, webhook=state.config.webhook)

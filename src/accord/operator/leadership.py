@@ -1,8 +1,8 @@
-"""At most one operator acts: leadership held in a coordination.k8s.io Lease, with a fencing check
-before every write (operator layer).
+"""One Lease held by one replica at a time, with a fencing check before every write (operator layer).
 
-Every replica (and, during a rolling upgrade, the old and the new operator) watches and decides,
-but only the holder of the Lease writes: records, Events, workloads. A replica takes the Lease
+Each shard of the namespaces is one such Lease (`sharding.py`). Every replica (and, during a rolling
+upgrade, the old and the new operator) watches and decides, but only the holder of a shard's Lease
+writes for its namespaces: records, Events, workloads. A replica takes the Lease
 when it is free or its holder stopped renewing it for `duration` seconds, and renews it every
 `duration / 3`. It counts itself the holder only until `duration - margin` seconds after the start
 of its last successful renewal, measured on its own monotonic clock: by the time another replica may
@@ -17,8 +17,7 @@ way); nothing here is a consensus of its own.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -28,7 +27,6 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from accord.operator import observability
 from accord.operator.kube import Kube, conflict, not_found
 
 log = logging.getLogger(__name__)
@@ -75,8 +73,12 @@ class Leadership:
         self.duration, self.margin = duration, margin
         self.monotonic, self.wall = monotonic, wall
         self.held_until = 0.0
-        self.on_change: Callable[[bool], None] = lambda held: None
-        self._was = False
+
+    def sibling(self, name: str) -> Leadership:
+        """Another Lease beside this one, held by the same identity with the same timing (not held yet)."""
+        other = copy.copy(self)
+        other.name, other.held_until = name, 0.0
+        return other
 
     def holds(self) -> bool:
         return self.monotonic() < self.held_until
@@ -86,32 +88,8 @@ class Leadership:
         if not self.holds():
             raise NotLeader(f"{self.identity} does not hold the Lease {self.namespace}/{self.name}")
 
-    async def run(self, stopped: asyncio.Event) -> None:
-        """Take and renew the Lease until `stopped`; give it up on the way out."""
-        try:
-            while not stopped.is_set():
-                try:
-                    await self.step()
-                except Exception:
-                    log.warning("could not take or renew the Lease %s/%s", self.namespace, self.name, exc_info=True)
-                self._changed()
-                wait = self.duration / 3 if self.holds() else self.duration / 5
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopped.wait(), timeout=wait)
-        finally:
-            await self.release()
-
-    def _changed(self) -> None:
-        held = self.holds()
-        observability.LEADER.set(1 if held else 0)
-        if held != self._was:
-            self._was = held
-            log.info(
-                "%s %s the Lease %s/%s", self.identity, "holds" if held else "does not hold", self.namespace, self.name
-            )
-            self.on_change(held)
-
-    async def _read(self) -> dict[str, Any] | None:
+    async def read(self) -> dict[str, Any] | None:
+        """The Lease as it is now (None: there is none)."""
         try:
             lease = await self.kube.call("get leases", self.api.read_namespaced_lease, self.name, self.namespace)
         except ApiException as exc:
@@ -125,7 +103,7 @@ class Leadership:
         """One attempt to take or renew the Lease; whether this replica holds it now."""
         started = self.monotonic()
         now = self.wall()
-        lease = await self._read()
+        lease = await self.read()
         mine: dict[str, Any] = {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": int(self.duration),
@@ -169,7 +147,7 @@ class Leadership:
             return
         self.held_until = 0.0
         try:
-            lease = await self._read()
+            lease = await self.read()
             if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
                 return
             lease["spec"]["holderIdentity"] = ""

@@ -39,7 +39,6 @@ from accord.operator import observability
 from accord.operator.executor import Executor
 from accord.operator.gather import RoundQueries, gather, read_secret
 from accord.operator.kube import Kube
-from accord.operator.leadership import Leadership
 from accord.operator.recorder import (
     Recorder,
     condition,
@@ -49,6 +48,7 @@ from accord.operator.recorder import (
     workload_ref,
 )
 from accord.operator.scope import PolicyRef, owner
+from accord.operator.sharding import Shards
 from accord.operator.state import State, parse_policy
 from accord.operator.workloads import Requests, WorkloadView, current_placement, pools, rollout_of, usage
 
@@ -89,7 +89,7 @@ class Negotiator:
         self.recorder = Recorder(kube)
         self.executor = Executor(kube, stamp=state.config.placements)
         self.clock: Callable[[], float] = time.time
-        self.leader: Leadership | None = None  # None: this operator writes without holding a Lease
+        self.leader: Shards | None = None  # None: this operator writes without holding a Lease
         url = state.config.prometheus_url
         self.prometheus = (
             PrometheusSource(url, timeout=state.config.prometheus_timeout, ca_file=state.config.prometheus_ca_file)
@@ -104,15 +104,16 @@ class Negotiator:
         self.reported: dict[str, str] = {}  # policy key -> last invalid message, to post one Event per change
         self.agent_namespaces: dict[str, str] = {}  # policy key -> namespace of its Agents
 
-    def fence(self) -> None:
-        """Right before a write: only the holder of the Lease writes (`leadership.NotLeader` otherwise)."""
+    def fence(self, namespace: str) -> None:
+        """Right before a write for `namespace`: only the holder of its shard writes
+        (`leadership.NotLeader` otherwise)."""
         if self.leader is not None:
-            self.leader.fence()
+            self.leader.fence(namespace)
 
-    @property
-    def following(self) -> bool:
-        """Another operator writes now: this one follows what the watches show of its records."""
-        return self.leader is not None and not self.leader.holds()
+    def writes(self, namespace: str) -> bool:
+        """Whether this replica writes for `namespace` now; otherwise another holds its shard (or none
+        does for a moment), and this one follows what the watches show of its records."""
+        return self.leader is None or self.leader.holds(namespace)
 
     # -- the daemon ------------------------------------------------------------------------------
     async def run_policy(self, namespace: str | None, name: str, stopped: Any) -> None:
@@ -149,9 +150,11 @@ class Negotiator:
 
     # -- one round ---------------------------------------------------------------------------------
     async def round(self, namespace: str | None, name: str, body: Mapping[str, Any]) -> float:
-        if self.following:
-            return FOLLOWER_GAP  # another operator holds the Lease: look again soon, write nothing
         ref = PolicyRef(name, namespace)
+        if not self.writes(namespace) if namespace else self.leader is not None and not self.leader.held():
+            # Another replica holds the shard of the policy's namespace (or, for a cluster policy, this one
+            # holds no shard at all): look again soon, write nothing.
+            return FOLLOWER_GAP
         key = ref.key
         generation = int((body.get("metadata") or {}).get("generation") or 0)
         observability.ROUNDS.labels(policy=key).inc()
@@ -185,7 +188,12 @@ class Negotiator:
         self.reported.pop(key, None)
         # Decisions past their deadline expire before anything new is decided (as in the replay).
         await self.expire_pending(key)
-        selected = [w for w in list(self.state.workloads.values()) if self.state.selects(spec, ref, w)]
+        # A cluster policy's workloads are negotiated by the replicas holding their namespaces' shards.
+        selected = [
+            w
+            for w in list(self.state.workloads.values())
+            if self.writes(w.namespace) and self.state.selects(spec, ref, w)
+        ]
         report = RoundReport(workloads=len(selected))
         # At most one policy negotiates a workload: the oldest that selects it; both sides say so.
         mine = []
@@ -410,7 +418,7 @@ class Negotiator:
         namespace = workload.namespace
         for intent in step.intents:
             if not isinstance(intent, lifecycle.Conflict):
-                self.fence()
+                self.fence(namespace)
             if isinstance(intent, lifecycle.Write):
                 try:
                     await self.recorder.write(namespace, intent)
@@ -507,12 +515,12 @@ class Negotiator:
         """HPAs whose bounds Accord raised are given them back once no policy coordinates with them any
         more (the policy deleted or changed, the workload opted out or gone)."""
         for key, hpa in list(self.state.hpas.items()):
-            if hpa.original is None or self.following:
+            if hpa.original is None or not self.writes(hpa.namespace):
                 continue
             w = self.state.workloads.get(key)
             if w is not None and not w.opted_out and self.coordinated(w):
                 continue
-            self.fence()
+            self.fence(hpa.namespace)
             try:
                 await self.executor.release(hpa)
             except ApiException as exc:
@@ -557,7 +565,10 @@ class Negotiator:
             )
 
     async def agent_status(self, namespace: str, table: Table) -> None:
-        """Persist each Agent's learned trust (so it survives restarts) and its latest proposal."""
+        """Persist each Agent's learned trust (so it survives restarts) and its latest proposal (by the
+        replica that holds the Agents' namespace)."""
+        if not self.writes(namespace):
+            return
         for seat, _ in table.seated:
             key = f"{namespace}/{seat.name}"
             trust = self.state.trust.get(key, TrustState())
@@ -582,6 +593,8 @@ class Negotiator:
     ) -> None:
         ref = PolicyRef(name, namespace)
         key = ref.key
+        if not self.writes(namespace or ""):
+            return  # a cluster policy's status is written by the holder of the cluster scope's shard
         old = ((body.get("status") or {}).get("conditions")) or []
         conditions = merge_conditions(
             old,
@@ -618,6 +631,8 @@ class Negotiator:
     ) -> None:
         ref = PolicyRef(name, namespace)
         key = ref.key
+        if not self.writes(namespace or ""):
+            return  # a cluster policy's status is written by the holder of the cluster scope's shard
         pending = sum(
             1
             for d in self.state.decisions.values()

@@ -18,7 +18,13 @@ ROUNDS = Counter("accord_rounds_total", "Negotiation rounds per policy.", ["poli
 DECISIONS = Counter(
     "accord_decisions_total", "Decisions by verdict and resulting phase.", ["verdict", "phase"], registry=REGISTRY
 )
-LEADER = Gauge("accord_leader", "1 while this replica holds the Lease and may write.", registry=REGISTRY)
+LEADER = Gauge("accord_leader", "1 while this replica holds a shard's Lease and may write.", registry=REGISTRY)
+SHARDS = Gauge(
+    "accord_shards",
+    "Shards: held by this replica, in total, live members, and members counting other than this one.",
+    ["state"],
+    registry=REGISTRY,
+)
 PENDING = Gauge("accord_pending_approvals", "Negotiations waiting for a person.", ["policy"], registry=REGISTRY)
 TRUST = Gauge("accord_agent_trust", "Trust learned for each agent.", ["namespace", "agent"], registry=REGISTRY)
 CONFIDENCE = Gauge(

@@ -42,10 +42,11 @@ class OperatorConfig:
     prometheus_timeout: float = 5.0  # per query, its retries included
     prometheus_ca_file: str | None = None  # CA bundle an https Prometheus is verified against (default: the system's)
     kubeconfig: str | None = None
-    # At most one operator writes: the holder of this Lease (operator/leadership.py).
+    # At most one operator writes for a namespace: the holder of its shard's Lease (operator/sharding.py).
     leader_election: bool = True
     lease_namespace: str = "default"
     lease_name: str = "accord"
+    shards: int = 1  # fixed for an installation, whatever the number of replicas
     agent_hosts: tuple[str, ...] = ()  # hosts external agents may be served from; empty: any
     # Namespaces no policy reaches, besides kube-system, kube-public and kube-node-lease.
     protected_namespaces: tuple[str, ...] = ()
