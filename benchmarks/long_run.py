@@ -11,13 +11,14 @@ an hour), so their plateau shows within the run. Every minute it prints the roun
 far, the Negotiation records (in all, and the most for one workload), the Events in the namespace,
 and the operator's resident memory; at the end, the figures at the start and at the end.
 
-    python benchmarks/long_run.py [--workloads 60] [--minutes 15] [--event-ttl 5m]
+    python benchmarks/long_run.py [--workloads 60] [--minutes 15] [--event-ttl 5m] [--python-heap]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -79,6 +80,12 @@ def main() -> int:
     parser.add_argument("--workloads", type=int, default=60)
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--event-ttl", default="5m", help="the API server's --event-ttl (Kubernetes' default: 1h)")
+    parser.add_argument(
+        "--python-heap",
+        action="store_true",
+        help="also trace the operator's Python allocations (benchmarks/heap_probe) and print the bytes traced: "
+        "RSS tells whether memory is flat only when the allocator gives memory back",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="accord-long-run-"))
     namespace = "bench"
@@ -103,17 +110,28 @@ def main() -> int:
             for i in range(args.workloads):
                 emulator.add_workload(namespace, f"w{i:04d}", demand=sawtooth(PERIOD * i / args.workloads))
             time.sleep(10)  # a few scrapes, so that every workload has demand history
+            probe = work / "heap"
+            heap_env = {
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(REPO / "benchmarks" / "heap_probe"), os.environ.get("PYTHONPATH")])
+                ),
+                "ACCORD_HEAP_PROBE": str(probe),
+            }
             operator = OperatorProcess(
-                kubeconfig=kc, prometheus_url=prom.url, log_path=work / "operator.log", webhook=False
+                kubeconfig=kc,
+                prometheus_url=prom.url,
+                log_path=work / "operator.log",
+                webhook=False,
+                extra_env=heap_env if args.python_heap else None,
             )
             operator.start()
-            rows: list[tuple[float, float, float, int, int, int, float]] = []
+            rows: list[tuple[float, float, float, int, int, int, float, float]] = []
             try:
                 tools.run_kubectl(kc, "apply", "-f", "-", input_=yaml.safe_dump(policy(namespace)))
                 started = time.monotonic()
                 print(
                     f"{'minute':>6} {'rounds':>7} {'decisions':>9} {'records':>8} {'most/wl':>8} "
-                    f"{'events':>7} {'RSS MB':>7}",
+                    f"{'events':>7} {'RSS MB':>7} {'heap MB':>7}",
                     flush=True,
                 )
                 minute = 0
@@ -133,10 +151,12 @@ def main() -> int:
                         max(per.values(), default=0),
                         len(events),
                         memory_mb(operator.process.pid, "VmRSS"),
+                        int(probe.read_text()) / 1e6 if probe.exists() else float("nan"),
                     )
                     rows.append(row)
                     print(
-                        f"{row[0]:6.0f} {row[1]:7.0f} {row[2]:9.0f} {row[3]:8d} {row[4]:8d} {row[5]:7d} {row[6]:7.1f}",
+                        f"{row[0]:6.0f} {row[1]:7.0f} {row[2]:9.0f} {row[3]:8d} {row[4]:8d} {row[5]:7d} {row[6]:7.1f} "
+                        f"{row[7]:7.1f}",
                         flush=True,
                     )
             finally:
@@ -150,6 +170,12 @@ def main() -> int:
                 print(f"records:  {first[3]} after the first minute, {last[3]} at the end (most for one: {last[4]})")
                 print(f"Events:   {first[5]} after the first minute, {last[5]} at the end")
                 print(f"RSS:      {first[6]:.1f} MB after the first minute, {last[6]:.1f} MB at the end")
+                if args.python_heap:
+                    half = rows[len(rows) // 2]
+                    print(
+                        f"Python heap (traced): {first[7]:.1f} MB after the first minute, {half[7]:.1f} MB at minute "
+                        f"{half[0]:.0f}, {last[7]:.1f} MB at the end"
+                    )
                 print(f"rounds:   {last[1]:.0f} policy rounds, {last[2]:.0f} decisions recorded or applied")
     print(f"operator log: {work / 'operator.log'}")
     return 0

@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from accord.operator.handlers import _self_signed
+from accord_dev.cluster.prometheus import PrometheusServer
 from operator_process import OperatorProcess
 from providers import REPO_ROOT, Cluster, wait_until
 from test_operator import (  # noqa: F401 - the fixtures, and the scenarios that run again under the chart's identity
@@ -497,3 +498,70 @@ def test_uninstall_keeps_the_crds_only_when_asked(cluster: Cluster, keep: bool) 
         cluster.helm("uninstall", name, f"--namespace={name}", check=False)
         cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
         restore_crds(cluster)
+
+
+# -- three replicas -----------------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("crds")
+def test_three_replicas_of_the_chart_split_the_shards_as_its_service_account(
+    cluster: Cluster,
+    accord_prometheus: PrometheusServer,  # noqa: F811 - the fixture imported above
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """`replicaCount=3`: the Deployment asks for three replicas, a disruption budget keeps one, and three
+    operators started with the chart's own flags, each holding the ServiceAccount's token, take the
+    chart's shard Leases between them: the RBAC it grants is enough, and every shard is held once."""
+    if cluster.provider == "kind":
+        pytest.skip("the kind provider runs the chart's replicas in the cluster itself")
+    name = f"accord-ha-{suffix()}"
+    install(cluster, name, "--set=crds.enabled=false", "--set=replicaCount=3")
+    processes: list[OperatorProcess] = []
+    try:
+        deployment = json.loads(cluster.kubectl("get", "deployment", name, "-n", name, "-o", "json").stdout)
+        assert deployment["spec"]["replicas"] == 3
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        flags = [a for a in args if a.startswith(("--shards=", "--lease-name=", "--lease-namespace="))]
+        assert sorted(flags) == sorted([f"--lease-name={name}", f"--lease-namespace={name}", "--shards=3"])
+        pdb = json.loads(cluster.kubectl("get", "pdb", "-n", name, "-o", "json").stdout)["items"]
+        assert len(pdb) == 1
+        identity = identity_of(cluster, name, name, tmp_path_factory)
+        log_dir = tmp_path_factory.mktemp(name)
+        for i in range(3):
+            process = OperatorProcess(
+                kubeconfig=identity,
+                prometheus_url=accord_prometheus.url,
+                log_path=log_dir / f"replica-{i}.log",
+                webhook=False,
+                extra_env={"POD_ID": f"{name}-{i}"},
+                extra_args=tuple(flags),
+            )
+            process.start()
+            processes.append(process)
+
+        def holders() -> dict[str, str]:
+            leases = json.loads(cluster.kubectl("get", "leases", "-n", name, "-o", "json").stdout)["items"]
+            return {
+                lease["metadata"]["name"]: lease["spec"].get("holderIdentity") or ""
+                for lease in leases
+                if lease["metadata"]["name"].startswith(f"{name}-shard-")
+            }
+
+        def all_held() -> dict[str, str] | None:
+            found = holders()
+            return found if len(found) == 3 and all(found.values()) else None
+
+        held = wait_until(
+            all_held,
+            timeout=90,
+            interval=1.0,
+            message="every shard of the chart held",
+        )
+        assert set(held) == {f"{name}-shard-{i}" for i in range(3)}
+        assert set(held.values()) <= {f"{name}-{i}" for i in range(3)}
+        for process in processes:
+            log = process.log_path.read_text(errors="replace")
+            assert "forbidden" not in log, process.tail()
+    finally:
+        for process in processes:
+            process.stop()
+        cluster.helm("uninstall", name, f"--namespace={name}", check=False)
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
