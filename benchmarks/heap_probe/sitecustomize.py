@@ -17,8 +17,9 @@ def _probe(path: str) -> None:
     while True:
         time.sleep(10)
         traced, _ = tracemalloc.get_traced_memory()
-        with open(path, "w") as out:
+        with open(f"{path}.new", "w") as out:
             out.write(f"{traced}\n")
+        os.replace(f"{path}.new", path)  # whole, never half-written, for the reader
 
 
 if OUT:
