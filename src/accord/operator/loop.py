@@ -417,15 +417,19 @@ class Negotiator:
         self.state.decisions[key] = step.state
         namespace = workload.namespace
         for intent in step.intents:
-            if not isinstance(intent, lifecycle.Conflict):
-                self.fence(namespace)
             if isinstance(intent, lifecycle.Write):
                 try:
+                    self.fence(namespace)
                     await self.recorder.write(namespace, intent)
                 except Exception:
+                    # Not written (refused by the fence, or failed): the state must not keep it, or a later
+                    # round would act on a record nobody can see.
                     self.state.decisions[key] = lifecycle.forget(self.state.decisions[key], intent.record.name)
                     raise
-            elif isinstance(intent, lifecycle.SetPhase):
+                continue
+            if not isinstance(intent, lifecycle.Conflict):
+                self.fence(namespace)
+            if isinstance(intent, lifecycle.SetPhase):
                 await self.recorder.set_phase(namespace, intent)
             elif isinstance(intent, lifecycle.Delete):
                 await self.recorder.delete(namespace, intent.name)
